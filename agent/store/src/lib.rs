@@ -1,0 +1,1 @@
+//! labagent-store: durable store-and-forward journal. (Being built: issue 4.)

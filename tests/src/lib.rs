@@ -1,0 +1,1 @@
+//! Shared helpers for labagent end-to-end tests.
