@@ -234,6 +234,8 @@ pub enum Item {
         number: Option<u8>,
         /// What was wrong.
         error: FrameError,
+        /// Stream offset of the frame's STX (for naming the spot in a capture).
+        offset: u64,
     },
 }
 
@@ -411,6 +413,7 @@ impl FrameDecoder {
         emit(Item::Bad {
             number: self.number,
             error,
+            offset: self.frame_start,
         });
     }
 
@@ -635,7 +638,8 @@ mod tests {
                 error: FrameError::Restricted {
                     byte: LF,
                     offset: 3
-                }
+                },
+                offset: 0,
             }]
         );
     }
@@ -651,7 +655,8 @@ mod tests {
             items[0],
             Item::Bad {
                 number: None,
-                error: FrameError::BadNumber { byte: b'9' }
+                error: FrameError::BadNumber { byte: b'9' },
+                offset: 0,
             }
         );
         assert_eq!(frames_of(&items), vec![good]);
@@ -708,7 +713,8 @@ mod tests {
             items,
             vec![Item::Bad {
                 number: Some(1),
-                error: FrameError::TooLong { limit: 240 }
+                error: FrameError::TooLong { limit: 240 },
+                offset: 0,
             }]
         );
         assert_eq!(

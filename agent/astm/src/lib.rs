@@ -14,6 +14,7 @@
 //! - [`link`]: the E1381 state machine for both roles (receiver and sender), with every timer.
 //! - [`record`]: E1394 records, delimiters read from each H record, escapes, and the
 //!   H > P > O > R > C hierarchy.
+//! - [`capture`]: offline decoding of captured byte streams (`labagent decode`, corpus tests).
 //! - [`charset`]: the analyser's 8-bit character set (latin-1 by default).
 //!
 //! # Invariants
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod chars;
 pub mod charset;
 pub mod frame;

@@ -16,7 +16,7 @@
 //! the frame's text is rolled back so the retransmission is taken afresh). Bytes arriving while a
 //! reply is held are queued and processed after it.
 
-mod assembler;
+pub(crate) mod assembler;
 
 pub use assembler::MessageEnd;
 
@@ -567,11 +567,10 @@ impl Link {
     }
 
     fn neutral_item(&mut self, item: Item, now: Instant) {
-        match item {
-            Item::Control(Control::Enq) => self.accept_enq(now),
-            // Stray replies, EOTs and frames outside a transfer are ignored (LIS1-A §6.1: only
-            // ENQ leaves the neutral state); the decoder counts them.
-            _ => {}
+        // Only ENQ leaves the neutral state (LIS1-A §6.2); stray replies, EOTs and frames outside
+        // a transfer are ignored (the decoder counts what it skipped).
+        if let Item::Control(Control::Enq) = item {
+            self.accept_enq(now);
         }
     }
 
@@ -619,7 +618,7 @@ impl Link {
                 self.accept_enq(now);
             }
             Item::Control(_) => {}
-            Item::Bad { number, error } => self.nak(number, Reject::Frame(error)),
+            Item::Bad { number, error, .. } => self.nak(number, Reject::Frame(error)),
             Item::Frame(frame) => {
                 if frame.number == expected {
                     self.accept_frame(frame, now);

@@ -1,0 +1,23 @@
+//! labagent: reads results from laboratory analysers (ASTM E1381/E1394 over RS-232 or TCP) and
+//! hands them on durably.
+//!
+//! # Boundary
+//! This crate owns everything that touches the world: ports, sockets, files, clocks, the command
+//! line. Protocol logic lives in `labagent-astm` (sans I/O); the [`sources::driver`] runs a
+//! `Link` over any async byte stream and owns the clock.
+//!
+//! # Modules
+//! - [`cli`]: argument parsing and exit codes (INTERFACE.md "Command line").
+//! - [`commands`]: one module per subcommand.
+//! - [`sources`]: the link driver and the analyser-facing transports.
+//! - [`sample`]: the built-in CBC session used by `simulate` and `demo`.
+//! - [`telemetry`]: logging set-up.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod sample;
+pub mod sources;
+pub mod telemetry;

@@ -1,0 +1,4 @@
+//! Analyser-facing transports and the driver that runs the E1381 link over them.
+
+pub mod driver;
+pub mod serial;
