@@ -18,6 +18,8 @@
 
 pub mod cli;
 pub mod commands;
+pub mod ingest;
+pub mod retry;
 pub mod sample;
 pub mod sources;
 pub mod telemetry;

@@ -1,0 +1,204 @@
+//! ASTM sources: `astm-tcp` (listen or connect) and `astm-serial`, each running the E1381 link
+//! through [`driver::drive`] and committing every complete message through [`Ingest`] before the
+//! link releases the completing frame's ACK.
+
+use super::driver::{self, DriveEnd, LinkHandler};
+use super::serial::SerialSettings;
+use crate::ingest::{Inbound, Ingest, Payload};
+use crate::retry::{Backoff, jitter_seed};
+use ipnet::IpNet;
+use labagent_astm::link::{Event, Link, LinkConfig, MessageEnd, ReceivedMessage};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Connects a link's completed messages to [`Ingest`].
+struct Committer<I> {
+    source: Arc<str>,
+    ingest: Arc<I>,
+}
+
+impl<I: Ingest> LinkHandler for Committer<I> {
+    async fn on_message(&mut self, message: ReceivedMessage) -> bool {
+        let held = message.reply_held;
+        let inbound = Inbound {
+            source: self.source.clone(),
+            payload: Payload::Astm {
+                text: message.text,
+                end: message.end,
+            },
+            received: SystemTime::now(),
+        };
+        loop {
+            match self.ingest.ingest(inbound.clone()).await {
+                Ok(outcome) => {
+                    tracing::info!(source = %self.source, message = %message.id, ?outcome, "message committed");
+                    return true;
+                }
+                Err(e) if held => {
+                    // The analyser keeps the message: NAK and it retransmits the frame.
+                    tracing::warn!(source = %self.source, message = %message.id, error = %e, "commit failed; answering NAK");
+                    return false;
+                }
+                Err(e) => {
+                    // Ended by EOT: its frames are already acknowledged and there is nothing
+                    // to NAK, so keep trying: this message exists only in our memory.
+                    tracing::error!(source = %self.source, message = %message.id, error = %e, "commit failed for a message ended by EOT; retrying");
+                    if matches!(e, crate::ingest::IngestError::ShuttingDown) {
+                        return false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::FrameRejected { number, reason } => {
+                tracing::warn!(source = %self.source, frame = ?number, %reason, "frame NAKed");
+            }
+            Event::Discarded { reason, bytes } => {
+                tracing::warn!(source = %self.source, ?reason, bytes, "incomplete message discarded");
+            }
+            Event::RefusedBusy => tracing::warn!(source = %self.source, "ENQ refused: busy"),
+            _ => tracing::debug!(source = %self.source, ?event, "link event"),
+        }
+    }
+}
+
+/// Runs one link over one byte stream until it ends or shutdown is requested.
+async fn serve_link<S, I>(
+    io: &mut S,
+    source: &Arc<str>,
+    link_config: &LinkConfig,
+    ingest: &Arc<I>,
+    shutdown: &CancellationToken,
+) -> std::io::Result<DriveEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: Ingest,
+{
+    let mut link = Link::new(link_config.clone());
+    let mut handler = Committer {
+        source: source.clone(),
+        ingest: ingest.clone(),
+    };
+    tokio::select! {
+        end = driver::drive(io, &mut link, &mut handler) => end,
+        () = shutdown.cancelled() => Ok(DriveEnd::Done),
+    }
+}
+
+/// True when `peer` may connect: an empty list allows everyone.
+pub fn allowed(allow: &[IpNet], peer: &SocketAddr) -> bool {
+    allow.is_empty() || allow.iter().any(|net| net.contains(&peer.ip()))
+}
+
+/// An `astm-tcp` source in listen mode: each accepted connection is its own link.
+pub async fn serve_tcp<I: Ingest>(
+    listener: TcpListener,
+    source: Arc<str>,
+    allow: Vec<IpNet>,
+    link_config: LinkConfig,
+    ingest: Arc<I>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(source = %source, error = %e, "accept failed");
+                continue;
+            }
+        };
+        if !allowed(&allow, &peer) {
+            tracing::warn!(source = %source, %peer, "connection refused: peer not in allow list");
+            continue;
+        }
+        tracing::info!(source = %source, %peer, "analyser connected");
+        let (source, link_config, ingest, shutdown) = (
+            source.clone(),
+            link_config.clone(),
+            ingest.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let end = serve_link(&mut stream, &source, &link_config, &ingest, &shutdown).await;
+            tracing::info!(source = %source, %peer, ?end, "analyser disconnected");
+        });
+    }
+}
+
+/// An `astm-tcp` source in connect mode: dial the analyser, redial with backoff when it drops.
+pub async fn dial_tcp<I: Ingest>(
+    target: String,
+    source: Arc<str>,
+    link_config: LinkConfig,
+    ingest: Arc<I>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::reconnect();
+    while !shutdown.is_cancelled() {
+        match TcpStream::connect(&target).await {
+            Ok(mut stream) => {
+                backoff.reset();
+                tracing::info!(source = %source, %target, "connected to analyser");
+                let end = serve_link(&mut stream, &source, &link_config, &ingest, &shutdown).await;
+                tracing::warn!(source = %source, %target, ?end, "analyser connection ended");
+            }
+            Err(e) => tracing::warn!(source = %source, %target, error = %e, "cannot connect"),
+        }
+        let delay = backoff.next_delay(jitter_seed());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// An `astm-serial` source: open the port (stale input flushed), run the link, and reopen with
+/// backoff on unplug, hang-up (read of 0 bytes) or error.
+pub async fn run_serial<I: Ingest>(
+    settings: SerialSettings,
+    source: Arc<str>,
+    link_config: LinkConfig,
+    ingest: Arc<I>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::reconnect();
+    while !shutdown.is_cancelled() {
+        match settings.open() {
+            Ok(mut port) => {
+                backoff.reset();
+                tracing::info!(source = %source, device = %settings.device, "serial port open");
+                let end = serve_link(&mut port, &source, &link_config, &ingest, &shutdown).await;
+                tracing::warn!(source = %source, device = %settings.device, ?end, "serial port closed");
+            }
+            Err(e) => {
+                tracing::warn!(source = %source, device = %settings.device, error = %e, "cannot open serial port");
+            }
+        }
+        let delay = backoff.next_delay(jitter_seed());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Message end as a word for logs.
+pub fn end_name(end: MessageEnd) -> &'static str {
+    match end {
+        MessageEnd::Terminator => "L record",
+        MessageEnd::NextHeader => "next H record",
+        MessageEnd::Eot => "EOT",
+    }
+}
