@@ -25,6 +25,8 @@ pub enum Command {
     /// Decode captures (E1381 frames, bare E1394 records, or MLLP/ER7) into JSON lines, one per
     /// message.
     Decode(commands::decode::Args),
+    /// Decode ASTM captures and print the ORU^R01 messages the agent would send.
+    Translate(commands::translate::Args),
     /// Act as an analyser: send the built-in CBC session or captures as E1381 frames.
     Simulate(commands::simulate::Args),
 }
@@ -43,6 +45,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Decode(args) => commands::decode::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
+        Command::Translate(args) => commands::translate::run(&args),
     }
 }
 

@@ -23,3 +23,4 @@ pub mod retry;
 pub mod sample;
 pub mod sources;
 pub mod telemetry;
+pub mod translate;
