@@ -101,3 +101,25 @@ fn missing_file_exits_1() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("/nonexistent/capture.astm"));
 }
+
+#[test]
+fn decodes_two_mllp_framed_messages_and_names_a_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("two.hl7");
+    let mut bytes =
+        b"\x0bMSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5.1\rOBX|1|ST|X||a\\S\\b\r\x1c\r".to_vec();
+    bytes.extend_from_slice(b"\x0bMSH|^~\\&|A|B|C|D|20260101||ORU^R01|2|P|2.5.1\r\x1c\r");
+    std::fs::write(&path, &bytes).expect("write");
+    let (code, lines, stderr) = decode(std::slice::from_ref(&path));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines.len(), 2);
+    let obx = &lines[0]["segments"][1];
+    assert_eq!(obx["id"], "OBX");
+    assert_eq!(obx["fields"][5], "a^b", "escape resolved");
+    assert_eq!(lines[1]["segments"][0]["fields"][10], "2");
+
+    std::fs::write(&path, b"MSH|^~\\&|A\rPID|1\rOBX|bad segment id\r1BAD|x\r").expect("write");
+    let (code, _, stderr) = decode(std::slice::from_ref(&path));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("two.hl7: message 1"), "{stderr}");
+}

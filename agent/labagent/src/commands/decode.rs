@@ -136,38 +136,53 @@ fn message_json(
     }))
 }
 
-/// Decodes ER7 (optionally MLLP-framed): one JSON value per message. A minimal reader until the
-/// HL7 crate lands: segments split on CR/LF, fields on the MSH-1 separator.
+/// Decodes ER7 (optionally MLLP-framed, several messages per file): one JSON value per message,
+/// fields numbered as HL7 does (MSH-1 is the field separator), escapes resolved.
 pub fn decode_hl7(file: &str, bytes: &[u8]) -> (Vec<Value>, Vec<String>) {
     let mut lines = Vec::new();
     let mut problems = Vec::new();
-    let text = String::from_utf8_lossy(bytes);
-    let mut segments: Vec<Value> = Vec::new();
-    let mut separator = '|';
-    for raw in text.split(['\r', '\n']) {
-        let raw = raw.trim_matches(|c| c == '\u{0b}' || c == '\u{1c}');
-        if raw.is_empty() {
-            continue;
-        }
-        if let Some(rest) = raw.strip_prefix("MSH") {
-            if !segments.is_empty() {
-                lines.push(json!({"file": file, "segments": std::mem::take(&mut segments)}));
+    for (index, chunk) in split_hl7_messages(bytes).into_iter().enumerate() {
+        match labagent_hl7::Message::parse(chunk) {
+            Ok(message) => {
+                let segments: Vec<Value> = message
+                    .segments()
+                    .map(|seg| {
+                        let mut fields = vec![seg.id().to_string()];
+                        fields.extend(seg.fields().map(|f| f.text().into_owned()));
+                        json!({"id": seg.id(), "fields": fields})
+                    })
+                    .collect();
+                lines.push(json!({"file": file, "segments": segments}));
             }
-            separator = rest.chars().next().unwrap_or('|');
-        } else if segments.is_empty() && lines.is_empty() {
-            problems.push(format!(
-                "segment {} before any MSH",
-                &raw[..raw.len().min(3)]
-            ));
+            Err(e) => problems.push(format!("message {}: {e}", index + 1)),
         }
-        let fields: Vec<&str> = raw.split(separator).collect();
-        segments.push(json!({"id": fields.first().copied().unwrap_or(""), "fields": fields}));
-    }
-    if !segments.is_empty() {
-        lines.push(json!({"file": file, "segments": segments}));
     }
     if lines.is_empty() && problems.is_empty() {
         problems.push("no HL7 message found".into());
     }
     (lines, problems)
+}
+
+/// Cuts a capture into messages: at MLLP start blocks when present, else before every line
+/// that starts with `MSH`. MLLP control bytes are removed.
+fn split_hl7_messages(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut line_start = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        if line_start && bytes[i..].starts_with(b"MSH") {
+            starts.push(i);
+        }
+        line_start = matches!(b, b'\r' | b'\n' | 0x0B | 0x1C);
+    }
+    let mut out = Vec::new();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(bytes.len());
+        let chunk = &bytes[start..end];
+        let trimmed_end = chunk
+            .iter()
+            .rposition(|&b| !matches!(b, b'\r' | b'\n' | 0x0B | 0x1C))
+            .map_or(0, |p| p + 1);
+        out.push(&chunk[..trimmed_end]);
+    }
+    out
 }
