@@ -19,8 +19,12 @@
 pub mod cli;
 pub mod commands;
 pub mod ingest;
+pub mod mllp;
+pub mod pipeline;
 pub mod retry;
 pub mod sample;
+pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod tls;
 pub mod translate;

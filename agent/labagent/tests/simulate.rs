@@ -130,8 +130,9 @@ fn simulate_fails_when_the_receiver_goes_away() {
         .output()
         .expect("run labagent");
     closer.join().expect("closer");
-    assert_eq!(result.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&result.stderr).contains("closed the connection"));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("closed the connection"), "{stderr}");
 }
 
 #[test]

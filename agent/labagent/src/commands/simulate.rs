@@ -162,9 +162,21 @@ where
         for text in messages {
             let id = link.send(text, Instant::now());
             let mut waiter = SendWaiter { id, outcome: None };
-            let end = drive(io, &mut link, &mut waiter)
-                .await
-                .map_err(|e| format!("link I/O error: {e}"))?;
+            let end = match drive(io, &mut link, &mut waiter).await {
+                Ok(end) => end,
+                // A peer that hangs up may show as a reset or broken pipe rather than EOF.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    DriveEnd::Eof
+                }
+                Err(e) => return Err(format!("link I/O error: {e}")),
+            };
             match (end, waiter.outcome) {
                 (_, Some(Ok(()))) => report.sent += 1,
                 (_, Some(Err(reason))) => report.failed.push(format!("message {id}: {reason}")),

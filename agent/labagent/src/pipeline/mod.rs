@@ -1,0 +1,273 @@
+//! The ingest path: translate, assign MSH-10, append and fsync in the store, then tell the sinks.
+//!
+//! Everything here runs on blocking threads (`spawn_blocking`): the store is synchronous by
+//! design (it fsyncs), and translation is CPU work. A message that cannot be parsed or
+//! translated is stored raw and parked for every sink that takes its source, with the reason, so
+//! nothing is silently dropped and an operator can see it in `labagent queue`.
+
+pub mod sequence;
+
+use crate::ingest::{Inbound, Ingest, IngestError, Outcome, Payload};
+use crate::translate::{self, Context, Mapping};
+use labagent_astm::charset::Charset;
+use labagent_astm::record::parse_message;
+use labagent_hl7::control_id::{ControlId, ControlIdGenerator};
+use labagent_hl7::time::Hl7Ts;
+use labagent_store::{Kind, NewRecord, Store};
+use sequence::Sequence;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// What the pipeline needs to know about a source.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// How its ASTM messages are translated.
+    pub mapping: Mapping,
+    /// Its character set.
+    pub charset: Charset,
+}
+
+/// A sink as the pipeline sees it: its name and the sources it takes.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The sink's name (its store cursor).
+    pub name: String,
+    /// Source names it delivers.
+    pub sources: Vec<String>,
+}
+
+/// Shared state of the ingest path.
+pub struct Pipeline {
+    store: Arc<Store>,
+    sources: HashMap<String, SourceSpec>,
+    sinks: Vec<SinkSpec>,
+    tz: jiff::tz::TimeZone,
+    ids: ControlIdGenerator,
+    sequence: Mutex<Sequence>,
+    /// Held while a parked record is appended and parked, and by sinks while they fetch their
+    /// next entry, so no sink can pick up a record that is about to be parked.
+    pub catalog: Mutex<()>,
+    /// Woken after every commit; sinks wait on it when their queue is empty.
+    pub committed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("sinks", &self.sinks)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over an open store. `agent_id` prefixes every MSH-10; the counter lives in
+    /// `sequence`.
+    pub fn new(
+        store: Arc<Store>,
+        agent_id: &str,
+        sequence: Sequence,
+        tz: jiff::tz::TimeZone,
+        sources: HashMap<String, SourceSpec>,
+        sinks: Vec<SinkSpec>,
+    ) -> Result<Pipeline, String> {
+        let ids = ControlIdGenerator::new(agent_id).map_err(|e| format!("agent id: {e}"))?;
+        Ok(Pipeline {
+            store,
+            sources,
+            sinks,
+            tz,
+            ids,
+            sequence: Mutex::new(sequence),
+            catalog: Mutex::new(()),
+            committed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Sinks that deliver messages of `source`.
+    fn sinks_for<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a SinkSpec> + 'a {
+        self.sinks
+            .iter()
+            .filter(move |s| s.sources.iter().any(|n| n == source))
+    }
+
+    fn next_control_id(&self) -> Result<ControlId, IngestError> {
+        let mut seq = self
+            .sequence
+            .lock()
+            .map_err(|_| IngestError::Io("control id sequence poisoned".into()))?;
+        let n = seq
+            .next()
+            .map_err(|e| IngestError::Io(format!("control id sequence: {e}")))?;
+        Ok(self.ids.generate(n))
+    }
+
+    /// The blocking part of [`Ingest::ingest`].
+    pub fn ingest_blocking(&self, inbound: &Inbound) -> Result<Outcome, IngestError> {
+        let received_ms = unix_ms(inbound.received);
+        match &inbound.payload {
+            Payload::Astm { text, .. } => self.ingest_astm(&inbound.source, text, received_ms),
+            Payload::Hl7 { bytes } => self.ingest_hl7(&inbound.source, bytes, received_ms),
+        }
+    }
+
+    fn ingest_astm(
+        &self,
+        source: &str,
+        text: &[u8],
+        received_ms: i64,
+    ) -> Result<Outcome, IngestError> {
+        let spec = self
+            .sources
+            .get(source)
+            .cloned()
+            .unwrap_or_else(|| SourceSpec {
+                mapping: Mapping::default_for(source),
+                charset: Charset::Latin1,
+            });
+        let message = match parse_message(text, spec.charset) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
+            }
+        };
+        let now = jiff::Zoned::now().with_time_zone(self.tz.clone());
+        let ctx = Context {
+            tz: &self.tz,
+            now: Hl7Ts::from_zoned(&now).map_err(|e| IngestError::Io(e.to_string()))?,
+        };
+        let mut id_error = None;
+        let result = translate::translate(&message, &spec.mapping, &ctx, &mut || {
+            match self.next_control_id() {
+                Ok(id) => id,
+                Err(e) => {
+                    id_error = Some(e);
+                    // Never used: the error below aborts the commit.
+                    self.ids.generate(0)
+                }
+            }
+        });
+        if let Some(e) = id_error {
+            return Err(e);
+        }
+        let orus = match result {
+            Ok(orus) => orus,
+            Err(e) => {
+                return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
+            }
+        };
+        let mut encoded = Vec::with_capacity(orus.len());
+        for oru in &orus {
+            match oru.encode() {
+                Ok(text) => encoded.push((oru.msh.control_id.as_str().to_string(), text)),
+                Err(e) => {
+                    return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
+                }
+            }
+        }
+        let records: Vec<NewRecord<'_>> = encoded
+            .iter()
+            .map(|(id, text)| NewRecord {
+                control_id: id,
+                source,
+                received_ms,
+                kind: Kind::Oru,
+                payload: text.as_bytes(),
+            })
+            .collect();
+        self.store.append_batch(&records).map_err(store_error)?;
+        self.committed.notify_waiters();
+        Ok(Outcome::Committed {
+            control_ids: encoded.into_iter().map(|(id, _)| id).collect(),
+        })
+    }
+
+    fn ingest_hl7(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        received_ms: i64,
+    ) -> Result<Outcome, IngestError> {
+        let message = match labagent_hl7::Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                return self.park_raw(source, bytes, Kind::RawHl7, &e.to_string(), received_ms);
+            }
+        };
+        let control_id = message.control_id().into_owned();
+        let record = NewRecord {
+            control_id: &control_id,
+            source,
+            received_ms,
+            kind: Kind::RawHl7,
+            payload: bytes,
+        };
+        self.store.append(&record).map_err(store_error)?;
+        self.committed.notify_waiters();
+        Ok(Outcome::Committed {
+            control_ids: vec![control_id],
+        })
+    }
+
+    /// Stores a message raw and parks it for every sink of its source, with `reason`.
+    fn park_raw(
+        &self,
+        source: &str,
+        payload: &[u8],
+        kind: Kind,
+        reason: &str,
+        received_ms: i64,
+    ) -> Result<Outcome, IngestError> {
+        let _guard = self
+            .catalog
+            .lock()
+            .map_err(|_| IngestError::Io("catalog lock poisoned".into()))?;
+        let id = self
+            .store
+            .append(&NewRecord {
+                control_id: "-",
+                source,
+                received_ms,
+                kind,
+                payload,
+            })
+            .map_err(store_error)?;
+        let reason = format!("not translatable: {reason}");
+        for sink in self.sinks_for(source) {
+            self.store
+                .park(&sink.name, id, &reason, unix_ms(SystemTime::now()))
+                .map_err(store_error)?;
+        }
+        tracing::warn!(%source, record = %id, %reason, "message parked");
+        Ok(Outcome::Parked { reason })
+    }
+}
+
+fn store_error(e: labagent_store::Error) -> IngestError {
+    match e {
+        labagent_store::Error::Full { .. } => IngestError::Full,
+        other => IngestError::Io(other.to_string()),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Ingest for Arc<Pipeline> {
+    async fn ingest(&self, inbound: Inbound) -> Result<Outcome, IngestError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.ingest_blocking(&inbound))
+            .await
+            .map_err(|e| IngestError::Io(format!("ingest task failed: {e}")))?
+    }
+}
