@@ -17,7 +17,9 @@ fn stream() -> Vec<u8> {
     }
     text.extend_from_slice(b"|||||||N\r");
     for i in 0..30 {
-        text.extend_from_slice(format!("R|{i}|^^^^T{i}^1|{i}.42|10*3/uL||N||||LAB||20261125101500\r").as_bytes());
+        text.extend_from_slice(
+            format!("R|{i}|^^^^T{i}^1|{i}.42|10*3/uL||N||||LAB||20261125101500\r").as_bytes(),
+        );
     }
     text.extend_from_slice(b"L|1|N\r");
     let mut session = vec![ENQ];

@@ -104,7 +104,7 @@ impl Pipeline {
             .lock()
             .map_err(|_| IngestError::Io("control id sequence poisoned".into()))?;
         let n = seq
-            .next()
+            .take()
             .map_err(|e| IngestError::Io(format!("control id sequence: {e}")))?;
         Ok(self.ids.generate(n))
     }

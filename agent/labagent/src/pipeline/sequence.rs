@@ -41,7 +41,7 @@ impl Sequence {
     }
 
     /// The next value; reserves a new block durably when the current one is used up.
-    pub fn next(&mut self) -> io::Result<u64> {
+    pub fn take(&mut self) -> io::Result<u64> {
         if self.next >= self.reserved_until {
             let until = self.next + BLOCK;
             write_durably(&self.path, until)?;
@@ -80,18 +80,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("msh10.seq");
         let mut s = Sequence::open(&path).expect("open");
-        let first: Vec<u64> = (0..10).map(|_| s.next().expect("next")).collect();
+        let first: Vec<u64> = (0..10).map(|_| s.take().expect("next")).collect();
         assert_eq!(first, (1..=10).collect::<Vec<_>>());
         drop(s); // as if the process died here
         let mut s = Sequence::open(&path).expect("reopen");
-        let after = s.next().expect("next");
+        let after = s.take().expect("next");
         assert!(after > 10, "{after} reused a value");
         assert_eq!(after, 1 + BLOCK);
         for _ in 0..(2 * BLOCK) {
-            s.next().expect("next");
+            s.take().expect("next");
         }
         let mut s2 = Sequence::open(&path).expect("reopen");
-        assert!(s2.next().expect("next") > 1 + 3 * BLOCK - 1);
+        assert!(s2.take().expect("next") > 1 + 3 * BLOCK - 1);
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub async fn run_sink<D: Deliver>(
                 return;
             }
         };
-        let outcome = if !sources.iter().any(|s| *s == entry.source) {
+        let outcome = if !sources.contains(&entry.source) {
             Settle::Ack
         } else if entry.kind == Kind::RawAstm {
             Settle::Park("ASTM message could not be translated".into())
