@@ -98,13 +98,16 @@ impl AsRef<str> for ControlId {
     }
 }
 
-/// Digits used for the counter: `u64::MAX` in base 36 is 13 digits.
-pub const COUNTER_WIDTH: usize = 13;
+/// Fewest digits used for the counter: 36^10 (3.6e15) ids per agent, more than any analyser
+/// will ever send. A shorter prefix leaves room for more digits (`u64::MAX` needs 13).
+pub const COUNTER_WIDTH: usize = 10;
 
-/// Longest generator prefix: 20 − 13 counter digits.
+/// Longest generator prefix: 20 − 10 counter digits (an agent id of up to 10 characters).
 pub const MAX_PREFIX_LEN: usize = MAX_CONTROL_ID_LEN - COUNTER_WIDTH;
 
-/// Makes control ids `<prefix><counter as 13 base-36 digits, zero padded>`.
+/// Makes control ids `<prefix><counter in base 36, zero padded to 20 characters in all>`: the
+/// counter gets `20 - prefix length` digits (at least 10). A counter too large for its digits
+/// keeps its low digits (36^10 ids at the least: unreachable in practice).
 ///
 /// Uniqueness: for one prefix the mapping counter → id is injective; across prefixes of
 /// different lengths the ids differ in length, and across prefixes of the same length they
@@ -134,16 +137,18 @@ impl ControlIdGenerator {
     /// The control id for `counter`. Always at most 20 characters.
     pub fn generate(&self, counter: u64) -> ControlId {
         const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let mut buf = [b'0'; COUNTER_WIDTH];
+        let width = MAX_CONTROL_ID_LEN - self.prefix.len();
+        let mut buf = [b'0'; 13];
+        let start = 13usize.saturating_sub(width);
         let mut v = counter;
-        for slot in buf.iter_mut().rev() {
+        for slot in buf[start..].iter_mut().rev() {
             // `v % 36` < 36 indexes DIGITS.
             *slot = DIGITS[(v % 36) as usize];
             v /= 36;
         }
-        let mut s = String::with_capacity(self.prefix.len() + COUNTER_WIDTH);
+        let mut s = String::with_capacity(MAX_CONTROL_ID_LEN);
         s.push_str(&self.prefix);
-        for &b in &buf {
+        for &b in &buf[start..] {
             s.push(char::from(b));
         }
         // Invariant: prefix validated to <= MAX_PREFIX_LEN chars from the allowed set, counter
@@ -183,7 +188,11 @@ mod tests {
         assert_eq!(g.generate(36).as_str(), "lab1-pi0000000000010");
         assert_eq!(g.generate(u64::MAX).as_str(), "lab1-pi3W5E11264SGSF");
         assert_eq!(g.generate(u64::MAX).as_str().len(), 20);
-        assert!(ControlIdGenerator::new("lab1-pi2").is_err());
+        assert!(ControlIdGenerator::new("lab1-pi-10").is_ok(), "10 characters fit");
+        assert!(ControlIdGenerator::new("lab1-pi-100").is_err(), "11 do not");
+        let ten = ControlIdGenerator::new("lab1-pi-10").unwrap();
+        assert_eq!(ten.generate(35).as_str(), "lab1-pi-10000000000Z");
+        assert_eq!(ten.generate(u64::MAX).as_str().len(), 20);
         assert!(ControlIdGenerator::new("a b").is_err());
         assert_eq!(
             ControlIdGenerator::new("")
