@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod ingest;
 pub mod mllp;
 pub mod pipeline;

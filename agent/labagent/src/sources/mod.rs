@@ -2,4 +2,5 @@
 
 pub mod astm;
 pub mod driver;
+pub mod mllp;
 pub mod serial;
