@@ -22,6 +22,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent (foreground, logs to stderr).
+    Run(commands::run::ConfigArg),
+    /// Self-contained round trip for a newcomer: agent, simulated analyser, ORU and receipt.
+    Demo,
+    /// Validate the configuration and print a summary; exit 2 with every error.
+    CheckConfig(commands::run::ConfigArg),
     /// Decode captures (E1381 frames, bare E1394 records, or MLLP/ER7) into JSON lines, one per
     /// message.
     Decode(commands::decode::Args),
@@ -43,6 +49,9 @@ pub fn main() -> ExitCode {
     };
     telemetry::init(cli.log_format);
     match cli.command {
+        Command::Run(args) => commands::run::run(&args),
+        Command::Demo => commands::demo::run(),
+        Command::CheckConfig(args) => commands::run::check(&args),
         Command::Decode(args) => commands::decode::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Translate(args) => commands::translate::run(&args),

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
 pub mod decode;
+pub mod demo;
+pub mod run;
 pub mod simulate;
 pub mod translate;

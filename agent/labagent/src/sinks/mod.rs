@@ -7,6 +7,7 @@
 //! the same entry again, forever. The cursor moves only after the downstream acknowledgement.
 
 pub mod file;
+pub mod mllp;
 
 use crate::pipeline::{Pipeline, unix_ms};
 use crate::retry::{Backoff, jitter_seed};
