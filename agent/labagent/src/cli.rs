@@ -31,6 +31,8 @@ pub enum Command {
     /// Decode captures (E1381 frames, bare E1394 records, or MLLP/ER7) into JSON lines, one per
     /// message.
     Decode(commands::decode::Args),
+    /// Inspect and operate the store: status, list, show, retry.
+    Queue(commands::queue::Args),
     /// Decode ASTM captures and print the ORU^R01 messages the agent would send.
     Translate(commands::translate::Args),
     /// Act as an analyser: send the built-in CBC session or captures as E1381 frames.
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Decode(args) => commands::decode::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Translate(args) => commands::translate::run(&args),
+        Command::Queue(args) => commands::queue::run(&args),
     }
 }
 

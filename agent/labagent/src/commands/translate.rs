@@ -17,15 +17,12 @@ use std::process::ExitCode;
 /// Arguments of `labagent translate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Source whose mapping applies (its name is also the default sending application).
-    #[arg(long, default_value = "analyser")]
-    pub source: String,
-    /// Character set of the captures.
-    #[arg(long, default_value = "latin1")]
-    pub encoding: Charset,
-    /// Time zone of the analyser's clock.
-    #[arg(long, default_value = "Europe/London")]
-    pub timezone: String,
+    /// Configuration whose mapping, character set and time zone apply (default: embedded).
+    #[command(flatten)]
+    pub config: crate::commands::run::ConfigArg,
+    /// Source whose mapping applies (default: the configuration's first ASTM source).
+    #[arg(long)]
+    pub source: Option<String>,
     /// MSH-7 for every message (HL7 TS, e.g. 20261125120000+0000) instead of now: makes output
     /// reproducible.
     #[arg(long, value_name = "TS")]
@@ -37,11 +34,34 @@ pub struct Args {
 
 /// Entry point.
 pub fn run(args: &Args) -> ExitCode {
-    let mapping = Mapping::default_for(&args.source);
-    let tz = match time_zone(&args.timezone) {
+    let config = match args.config.load() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let source = match &args.source {
+        Some(name) => match config.source(name) {
+            Some(s) => Some(s),
+            None => {
+                eprintln!(
+                    "labagent translate: --source {name}: no such source in {}",
+                    config.origin
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => config
+            .sources
+            .iter()
+            .find(|s| !matches!(s.transport, crate::config::SourceTransport::Mllp(_))),
+    };
+    let (mapping, encoding) = match source {
+        Some(s) => (crate::runtime::mapping_of(s), s.encoding),
+        None => (Mapping::default_for("analyser"), Charset::Latin1),
+    };
+    let tz = match time_zone(config.agent.timezone.as_str()) {
         Ok(tz) => tz,
         Err(e) => {
-            eprintln!("labagent translate: --timezone {}: {e}", args.timezone);
+            eprintln!("labagent translate: agent.timezone: {e}");
             return ExitCode::from(2);
         }
     };
@@ -77,11 +97,10 @@ pub fn run(args: &Args) -> ExitCode {
                 continue;
             }
         };
-        let (messages, problems) =
-            translate_capture(&bytes, args.encoding, &mapping, &ctx, &mut || {
-                counter += 1;
-                ids.generate(counter)
-            });
+        let (messages, problems) = translate_capture(&bytes, encoding, &mapping, &ctx, &mut || {
+            counter += 1;
+            ids.generate(counter)
+        });
         for m in messages {
             if out.write_all(m.as_bytes()).is_err() || out.write_all(b"\n\n").is_err() {
                 return ExitCode::from(1);
