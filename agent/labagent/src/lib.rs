@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod health;
 pub mod ingest;
 pub mod mllp;
 pub mod pipeline;

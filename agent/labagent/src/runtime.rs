@@ -3,6 +3,7 @@
 //! [`run`] is what `labagent run` executes.
 
 use crate::config::{self, Config, SinkKind, SourceTransport, TcpRole};
+use crate::health::{Health, SinkHealth, SourceHealth};
 use crate::pipeline::sequence::Sequence;
 use crate::pipeline::{Pipeline, SinkSpec, SourceSpec};
 use crate::sinks::file::FileSink;
@@ -74,6 +75,8 @@ pub struct Agent {
     pub pipeline: Arc<Pipeline>,
     /// What recovery found when the store was opened.
     pub recovery: RecoveryReport,
+    /// Live health of every source and sink.
+    pub health: Arc<Health>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
@@ -284,9 +287,24 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
     let ingest = Arc::new(pipeline.clone());
     let mut tasks = Vec::new();
     let mut listeners = Vec::new();
+    let source_health: Vec<Arc<SourceHealth>> = config
+        .sources
+        .iter()
+        .map(|s| SourceHealth::new(s.name.as_str(), s.kind_name(), source_endpoint(s)))
+        .collect();
+    let sink_health: Vec<Arc<SinkHealth>> = config
+        .sinks
+        .iter()
+        .map(|s| SinkHealth::new(s.name.as_str(), s.kind_name(), sink_endpoint(s)))
+        .collect();
+    let health = Arc::new(Health::new(
+        config.agent.id.as_str(),
+        source_health.clone(),
+        sink_health.clone(),
+    ));
 
     // Sinks first: they only read the store.
-    for (sink, spec) in config.sinks.iter().zip(sinks) {
+    for ((sink, spec), sink_health) in config.sinks.iter().zip(sinks).zip(sink_health) {
         let name = sink.name.as_str().to_string();
         match &sink.kind {
             SinkKind::File(f) => {
@@ -296,6 +314,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     spec.sources,
                     pipeline.clone(),
                     dest,
+                    sink_health.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -317,6 +336,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     spec.sources,
                     pipeline.clone(),
                     dest,
+                    sink_health.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -329,7 +349,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
         }
     }
 
-    for source in &config.sources {
+    for (source, health) in config.sources.iter().zip(source_health) {
         let name: Arc<str> = Arc::from(source.name.as_str());
         match &source.transport {
             SourceTransport::AstmTcp(t) => {
@@ -346,6 +366,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                             l.allow.clone(),
                             link,
                             ingest.clone(),
+                            health.clone(),
                             shutdown.clone(),
                         )));
                     }
@@ -355,6 +376,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                             name.clone(),
                             link,
                             ingest.clone(),
+                            health.clone(),
                             shutdown.clone(),
                         )));
                     }
@@ -366,6 +388,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     name.clone(),
                     link_config(&s.link),
                     ingest.clone(),
+                    health.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -388,18 +411,44 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     name.clone(),
                     options,
                     ingest.clone(),
+                    health.clone(),
                     shutdown.clone(),
                 )));
             }
         }
     }
+    health.set_ready();
     Ok(Agent {
         listeners,
         pipeline,
         recovery,
+        health,
         tasks,
         shutdown,
     })
+}
+
+fn source_endpoint(s: &config::SourceConfig) -> String {
+    match &s.transport {
+        SourceTransport::AstmSerial(a) => a.device.display().to_string(),
+        SourceTransport::AstmTcp(t) => match &t.role {
+            TcpRole::Listen(l) => format!("listen {}", l.addr),
+            TcpRole::Connect(c) => format!("connect {c}"),
+        },
+        SourceTransport::Mllp(m) => format!("listen {}", m.listener.addr),
+    }
+}
+
+fn sink_endpoint(s: &config::SinkConfig) -> String {
+    match &s.kind {
+        SinkKind::Mllp(m) => format!(
+            "{}{}",
+            m.connect,
+            if m.tls.is_some() { " (TLS)" } else { "" }
+        ),
+        SinkKind::Mqtt(m) => m.broker.to_string(),
+        SinkKind::File(f) => f.dir.display().to_string(),
+    }
 }
 
 /// `labagent run`: start, notify systemd, run until SIGINT/SIGTERM, drain, stop.

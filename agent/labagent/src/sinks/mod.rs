@@ -9,6 +9,7 @@
 pub mod file;
 pub mod mllp;
 
+use crate::health::SinkHealth;
 use crate::pipeline::{Pipeline, unix_ms};
 use crate::retry::{Backoff, jitter_seed};
 use labagent_store::{Entry, Kind};
@@ -40,6 +41,7 @@ pub async fn run_sink<D: Deliver>(
     sources: Vec<String>,
     pipeline: Arc<Pipeline>,
     mut destination: D,
+    health: Arc<SinkHealth>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::reconnect();
@@ -76,7 +78,8 @@ pub async fn run_sink<D: Deliver>(
                 return;
             }
         };
-        let outcome = if !sources.contains(&entry.source) {
+        let skip = !sources.contains(&entry.source);
+        let outcome = if skip {
             Settle::Ack
         } else if entry.kind == Kind::RawAstm {
             Settle::Park("ASTM message could not be translated".into())
@@ -96,6 +99,7 @@ pub async fn run_sink<D: Deliver>(
                         break Settle::Park(reason);
                     }
                     Err(DeliveryError::Transient(reason)) => {
+                        health.failed(&reason);
                         tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
                         if sleep_or_stop(&mut backoff, &shutdown).await {
                             return;
@@ -114,10 +118,15 @@ pub async fn run_sink<D: Deliver>(
         })
         .await;
         match settled {
+            Ok(Ok(None)) if skip => {
+                tracing::debug!(sink = %name, record = %entry.id, source = %entry.source, "not for this sink");
+            }
             Ok(Ok(None)) => {
+                health.delivered();
                 tracing::info!(sink = %name, record = %entry.id, control_id = %entry.control_id, "delivered");
             }
             Ok(Ok(Some(reason))) => {
+                health.parked(&reason);
                 tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "parked");
             }
             Ok(Err(e)) => {

@@ -4,7 +4,8 @@
 
 use super::driver::{self, DriveEnd, LinkHandler};
 use super::serial::SerialSettings;
-use crate::ingest::{Inbound, Ingest, Payload};
+use crate::health::SourceHealth;
+use crate::ingest::{Inbound, Ingest, Outcome, Payload};
 use crate::retry::{Backoff, jitter_seed};
 use ipnet::IpNet;
 use labagent_astm::link::{Event, Link, LinkConfig, MessageEnd, ReceivedMessage};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 struct Committer<I> {
     source: Arc<str>,
     ingest: Arc<I>,
+    health: Arc<SourceHealth>,
 }
 
 impl<I: Ingest> LinkHandler for Committer<I> {
@@ -35,10 +37,17 @@ impl<I: Ingest> LinkHandler for Committer<I> {
         loop {
             match self.ingest.ingest(inbound.clone()).await {
                 Ok(outcome) => {
-                    tracing::info!(source = %self.source, message = %message.id, ?outcome, "message committed");
+                    match &outcome {
+                        Outcome::Committed { control_ids } => {
+                            self.health.committed();
+                            tracing::info!(source = %self.source, message = %message.id, ?control_ids, "message committed");
+                        }
+                        Outcome::Parked { reason } => self.health.parked(reason),
+                    }
                     return true;
                 }
                 Err(e) if held => {
+                    self.health.refused(&e.to_string());
                     // The analyser keeps the message: NAK and it retransmits the frame.
                     tracing::warn!(source = %self.source, message = %message.id, error = %e, "commit failed; answering NAK");
                     return false;
@@ -58,7 +67,9 @@ impl<I: Ingest> LinkHandler for Committer<I> {
 
     fn on_event(&mut self, event: &Event) {
         match event {
+            Event::FrameAccepted { .. } | Event::DuplicateFrame { .. } => self.health.frame(),
             Event::FrameRejected { number, reason } => {
+                self.health.frame_naked(&reason.to_string());
                 tracing::warn!(source = %self.source, frame = ?number, %reason, "frame NAKed");
             }
             Event::Discarded { reason, bytes } => {
@@ -76,6 +87,7 @@ async fn serve_link<S, I>(
     source: &Arc<str>,
     link_config: &LinkConfig,
     ingest: &Arc<I>,
+    health: &Arc<SourceHealth>,
     shutdown: &CancellationToken,
 ) -> std::io::Result<DriveEnd>
 where
@@ -86,11 +98,15 @@ where
     let mut handler = Committer {
         source: source.clone(),
         ingest: ingest.clone(),
+        health: health.clone(),
     };
-    tokio::select! {
+    health.connected();
+    let end = tokio::select! {
         end = driver::drive(io, &mut link, &mut handler) => end,
         () = shutdown.cancelled() => Ok(DriveEnd::Done),
-    }
+    };
+    health.disconnected();
+    end
 }
 
 /// True when `peer` may connect: an empty list allows everyone.
@@ -105,6 +121,7 @@ pub async fn serve_tcp<I: Ingest>(
     allow: Vec<IpNet>,
     link_config: LinkConfig,
     ingest: Arc<I>,
+    health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -124,14 +141,23 @@ pub async fn serve_tcp<I: Ingest>(
             continue;
         }
         tracing::info!(source = %source, %peer, "analyser connected");
-        let (source, link_config, ingest, shutdown) = (
+        let (source, link_config, ingest, health, shutdown) = (
             source.clone(),
             link_config.clone(),
             ingest.clone(),
+            health.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            let end = serve_link(&mut stream, &source, &link_config, &ingest, &shutdown).await;
+            let end = serve_link(
+                &mut stream,
+                &source,
+                &link_config,
+                &ingest,
+                &health,
+                &shutdown,
+            )
+            .await;
             tracing::info!(source = %source, %peer, ?end, "analyser disconnected");
         });
     }
@@ -143,6 +169,7 @@ pub async fn dial_tcp<I: Ingest>(
     source: Arc<str>,
     link_config: LinkConfig,
     ingest: Arc<I>,
+    health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::reconnect();
@@ -151,10 +178,21 @@ pub async fn dial_tcp<I: Ingest>(
             Ok(mut stream) => {
                 backoff.reset();
                 tracing::info!(source = %source, %target, "connected to analyser");
-                let end = serve_link(&mut stream, &source, &link_config, &ingest, &shutdown).await;
+                let end = serve_link(
+                    &mut stream,
+                    &source,
+                    &link_config,
+                    &ingest,
+                    &health,
+                    &shutdown,
+                )
+                .await;
                 tracing::warn!(source = %source, %target, ?end, "analyser connection ended");
             }
-            Err(e) => tracing::warn!(source = %source, %target, error = %e, "cannot connect"),
+            Err(e) => {
+                health.error(&format!("cannot connect to {target}: {e}"));
+                tracing::warn!(source = %source, %target, error = %e, "cannot connect");
+            }
         }
         let delay = backoff.next_delay(jitter_seed());
         tokio::select! {
@@ -171,6 +209,7 @@ pub async fn run_serial<I: Ingest>(
     source: Arc<str>,
     link_config: LinkConfig,
     ingest: Arc<I>,
+    health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::reconnect();
@@ -179,10 +218,19 @@ pub async fn run_serial<I: Ingest>(
             Ok(mut port) => {
                 backoff.reset();
                 tracing::info!(source = %source, device = %settings.device, "serial port open");
-                let end = serve_link(&mut port, &source, &link_config, &ingest, &shutdown).await;
+                let end = serve_link(
+                    &mut port,
+                    &source,
+                    &link_config,
+                    &ingest,
+                    &health,
+                    &shutdown,
+                )
+                .await;
                 tracing::warn!(source = %source, device = %settings.device, ?end, "serial port closed");
             }
             Err(e) => {
+                health.error(&format!("cannot open {}: {e}", settings.device));
                 tracing::warn!(source = %source, device = %settings.device, error = %e, "cannot open serial port");
             }
         }

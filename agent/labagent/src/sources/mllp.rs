@@ -5,6 +5,7 @@
 //! full or failing (the sender keeps it and retries). Connections are bounded in number, idle
 //! time and message size, and a misbehaving peer never disturbs the others.
 
+use crate::health::SourceHealth;
 use crate::ingest::{Inbound, Ingest, IngestError, Outcome, Payload};
 use crate::mllp::{MllpDecoder, MllpItem, frame};
 use crate::sources::astm::allowed;
@@ -59,6 +60,7 @@ pub async fn serve<I: Ingest>(
     source: Arc<str>,
     options: MllpSourceOptions,
     ingest: Arc<I>,
+    health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -83,32 +85,39 @@ pub async fn serve<I: Ingest>(
             tracing::warn!(source = %source, %peer, limit = options.max_connections, "connection refused: too many connections");
             continue;
         };
-        let (source, options, ingest, shutdown, acceptor) = (
+        let (source, options, ingest, shutdown, acceptor, health) = (
             source.clone(),
             options.clone(),
             ingest.clone(),
             shutdown.clone(),
             acceptor.clone(),
+            health.clone(),
         );
         tokio::spawn(async move {
             let _permit = permit;
+            health.connected();
             let result = match acceptor {
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(options.idle_timeout, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(tls)) => {
-                            connection(tls, peer, &source, &options, &ingest, &shutdown).await
+                            connection(tls, peer, &source, &options, &ingest, &health, &shutdown)
+                                .await
                         }
                         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                         Err(_) => Err("TLS handshake timed out".into()),
                     }
                 }
-                None => connection(stream, peer, &source, &options, &ingest, &shutdown).await,
+                None => {
+                    connection(stream, peer, &source, &options, &ingest, &health, &shutdown).await
+                }
             };
+            health.disconnected();
             match result {
                 Ok(()) => tracing::info!(source = %source, %peer, "sender disconnected"),
                 Err(reason) => {
+                    health.error(&reason);
                     tracing::warn!(source = %source, %peer, %reason, "connection closed");
                 }
             }
@@ -123,6 +132,7 @@ async fn connection<S, I>(
     source: &Arc<str>,
     options: &MllpSourceOptions,
     ingest: &Arc<I>,
+    health: &Arc<SourceHealth>,
     shutdown: &CancellationToken,
 ) -> Result<(), String>
 where
@@ -136,7 +146,8 @@ where
         while let Some(item) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
             match item {
                 MllpItem::Message(bytes) => {
-                    let ack = handle_message(&bytes, source, ingest).await;
+                    health.frame();
+                    let ack = handle_message(&bytes, source, ingest, health).await;
                     let framed = frame(ack.as_bytes()).map_err(|e| e.to_string())?;
                     stream
                         .write_all(&framed)
@@ -177,7 +188,12 @@ where
 }
 
 /// Commits one message and builds its ACK.
-async fn handle_message<I: Ingest>(bytes: &[u8], source: &Arc<str>, ingest: &Arc<I>) -> String {
+async fn handle_message<I: Ingest>(
+    bytes: &[u8],
+    source: &Arc<str>,
+    ingest: &Arc<I>,
+    health: &SourceHealth,
+) -> String {
     let parsed = Message::parse(bytes);
     let inbound = Inbound {
         source: source.clone(),
@@ -187,6 +203,11 @@ async fn handle_message<I: Ingest>(bytes: &[u8], source: &Arc<str>, ingest: &Arc
         received: SystemTime::now(),
     };
     let outcome = ingest.ingest(inbound).await;
+    match &outcome {
+        Ok(Outcome::Committed { .. }) => health.committed(),
+        Ok(Outcome::Parked { reason }) => health.parked(reason),
+        Err(e) => health.refused(&e.to_string()),
+    }
     let now = Hl7Ts::from_timestamp(jiff::Timestamp::now()).unwrap_or_else(|_| fallback_ts());
     let control_id = ack_control_id();
     match (&parsed, &outcome) {
