@@ -148,13 +148,17 @@ fn receiver(input: &[u8]) {
             4 => link.handle_input(&[ENQ], now),
             5 => link.handle_input(&[EOT], now),
             6 | 7 => {
-                // Commit or refuse one of the ids seen (or an id never issued).
+                // Commit or refuse a held message (high bit), or any id seen, or one never
+                // issued.
                 let refuse = op % 10 == 7;
                 let pick = usize::from(input.u8());
-                let id = ids
-                    .get(pick % (ids.len() + 1))
-                    .copied()
-                    .unwrap_or(MessageId(9999));
+                let id = if pick & 0x80 != 0 && !pending.is_empty() {
+                    pending[pick % pending.len()]
+                } else {
+                    ids.get(pick % (ids.len() + 1))
+                        .copied()
+                        .unwrap_or(MessageId(9999))
+                };
                 if let Some(pos) = pending.iter().position(|&p| p == id) {
                     pending.remove(pos);
                     pending_refused |= refuse;
