@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(g.generate(36).as_str(), "lab1-pi0000000000010");
         assert_eq!(g.generate(u64::MAX).as_str(), "lab1-pi3W5E11264SGSF");
         assert_eq!(g.generate(u64::MAX).as_str().len(), 20);
-        assert!(ControlIdGenerator::new("lab1-pi-10").is_ok(), "10 characters fit");
+        assert!(
+            ControlIdGenerator::new("lab1-pi-10").is_ok(),
+            "10 characters fit"
+        );
         assert!(ControlIdGenerator::new("lab1-pi-100").is_err(), "11 do not");
         let ten = ControlIdGenerator::new("lab1-pi-10").unwrap();
         assert_eq!(ten.generate(35).as_str(), "lab1-pi-10000000000Z");
