@@ -57,7 +57,9 @@ pub enum ParseError {
         max: usize,
     },
     /// The first segment is not MSH (§2.5.1: a message starts with its header).
-    #[error("message does not start with MSH (found {found:?} at byte {offset})")]
+    // The found bytes are not in the message: they may be patient data, and this text reaches
+    // logs and the status page.
+    #[error("message does not start with MSH (byte {offset})")]
     MissingMsh {
         /// The first bytes found instead (lossy, at most 8).
         found: String,
@@ -76,7 +78,7 @@ pub enum ParseError {
     },
     /// A segment does not start with a three-character id (`[A-Z][A-Z0-9]{2}`) followed by the
     /// field separator or the end of the segment (§2.5.2).
-    #[error("segment {segment_index} at byte {offset}: invalid segment id {found:?}")]
+    #[error("segment {segment_index} at byte {offset}: invalid segment id")]
     InvalidSegmentId {
         /// Position of the segment (MSH = 0).
         segment_index: usize,

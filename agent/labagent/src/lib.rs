@@ -10,6 +10,7 @@
 //! - [`cli`]: argument parsing and exit codes (INTERFACE.md "Command line").
 //! - [`commands`]: one module per subcommand.
 //! - [`sources`]: the link driver and the analyser-facing transports.
+//! - [`http`]: status page, probes, metrics and the queue API.
 //! - [`sample`]: the built-in CBC session used by `simulate` and `demo`.
 //! - [`telemetry`]: logging set-up.
 
@@ -20,6 +21,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod health;
+pub mod heartbeat;
+pub mod http;
 pub mod ingest;
 pub mod mllp;
 pub mod pipeline;

@@ -165,6 +165,12 @@ impl MllpDecoder {
         matches!(self.state, State::Open { .. } | State::Skipping { .. })
     }
 
+    /// True while the current block is over the limit and being skipped: a receiver can refuse
+    /// it at once instead of waiting for an end block that may never come.
+    pub fn is_skipping(&self) -> bool {
+        matches!(self.state, State::Skipping { .. })
+    }
+
     /// Decodes the next item from `src`, consuming the bytes it used.
     ///
     /// Returns `Ok(None)` when `src` holds no complete item yet; call again after appending

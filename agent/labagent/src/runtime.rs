@@ -57,6 +57,21 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// The HTTP token file is configured but unreadable or empty (its path is not shown: it
+    /// names a secret).
+    #[error("http.token_file: {reason}")]
+    HttpToken {
+        /// What failed.
+        reason: String,
+    },
+    /// The HTTP interface could not bind.
+    #[error("http: cannot listen on {addr}: {reason}")]
+    HttpBind {
+        /// The address (`[http] listen`).
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
     /// A configured component is not available in this build.
     #[error("{component}: {reason}")]
     Unsupported {
@@ -77,6 +92,8 @@ pub struct Agent {
     pub recovery: RecoveryReport,
     /// Live health of every source and sink.
     pub health: Arc<Health>,
+    /// The bound address of the HTTP interface (the real port when 0 was configured).
+    pub http: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
@@ -85,6 +102,7 @@ impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
             .field("listeners", &self.listeners)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -223,6 +241,7 @@ async fn bind(source: &str, addr: SocketAddr) -> Result<TcpListener, StartError>
 /// Opens the store, binds every listener and starts every task. When this returns, the agent
 /// is ready: recovery is done and every listener accepts connections.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent, StartError> {
+    let http_token = read_token(config)?;
     let tz = labagent_hl7::time::time_zone(config.agent.timezone.as_str()).map_err(|e| {
         StartError::Config(format!(
             "agent.timezone: {}: {e}",
@@ -238,6 +257,9 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
     std::fs::create_dir_all(&store_dir).map_err(|e| store_err(e.to_string()))?;
     let mut options = Options::new(config.sinks.iter().map(|s| s.name.as_str().to_string()));
     options.max_bytes = config.store.max_bytes.get();
+    // Segments of at most 32 MiB, and at least 8 of them within max_bytes, so a small store
+    // (the config accepts 1 MiB) still rotates and frees space as sinks acknowledge.
+    options.segment_bytes = (options.max_bytes / 8).clamp(64 * 1024, 32 << 20);
     let (store, recovery) = {
         let dir = store_dir.clone();
         tokio::task::spawn_blocking(move || Store::open(&dir, options))
@@ -329,6 +351,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     MllpTimeouts {
                         connect: m.delivery.connect_timeout,
                         ack: m.delivery.ack_timeout,
+                        max_backoff: m.delivery.max_backoff,
                     },
                 );
                 tasks.push(tokio::spawn(run_sink(
@@ -340,11 +363,36 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
                     shutdown.clone(),
                 )));
             }
-            SinkKind::Mqtt(_) => {
-                return Err(StartError::Unsupported {
-                    component: format!("sink {name}"),
-                    reason: "MQTT delivery is not in this build yet".into(),
-                });
+            SinkKind::Mqtt(m) => {
+                let agent_id = config.agent.id.as_str();
+                let dest = crate::sinks::mqtt::MqttSink::new(m, agent_id, &name).map_err(|e| {
+                    StartError::Tls {
+                        component: format!("sink {name}"),
+                        reason: e.to_string(),
+                    }
+                })?;
+                // The first mqtt sink's broker also carries the fleet heartbeat (own connection).
+                let first_mqtt = config
+                    .sinks
+                    .iter()
+                    .find(|s| matches!(s.kind, SinkKind::Mqtt(_)));
+                if first_mqtt.is_some_and(|s| s.name == sink.name) {
+                    tasks.push(tokio::spawn(crate::heartbeat::run(
+                        crate::heartbeat::connect_settings(dest.connect_settings(), agent_id),
+                        health.clone(),
+                        pipeline.store().clone(),
+                        crate::heartbeat::DEFAULT_INTERVAL,
+                        shutdown.clone(),
+                    )));
+                }
+                tasks.push(tokio::spawn(run_sink(
+                    name,
+                    spec.sources,
+                    pipeline.clone(),
+                    dest,
+                    sink_health.clone(),
+                    shutdown.clone(),
+                )));
             }
         }
     }
@@ -417,15 +465,53 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
             }
         }
     }
+    // The HTTP interface is a listener too: bound before the agent reports ready.
+    let http_listener =
+        TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|e| StartError::HttpBind {
+                addr: config.http.listen,
+                reason: e.to_string(),
+            })?;
+    let http_addr = http_listener.local_addr().unwrap_or(config.http.listen);
+    tracing::info!(addr = %http_addr, token = http_token.is_some(), "HTTP status listening");
+    tasks.push(tokio::spawn(crate::http::serve(
+        http_listener,
+        crate::http::HttpState {
+            health: health.clone(),
+            store: pipeline.store().clone(),
+            token: http_token,
+            wake: Some(pipeline.committed.clone()),
+        },
+        shutdown.clone(),
+    )));
     health.set_ready();
     Ok(Agent {
         listeners,
         pipeline,
         recovery,
         health,
+        http: Some(http_addr),
         tasks,
         shutdown,
     })
+}
+
+/// The HTTP bearer token, trimmed, when `[http] token_file` is set.
+fn read_token(config: &Config) -> Result<Option<String>, StartError> {
+    let Some(path) = &config.http.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path.expose()).map_err(|e| StartError::HttpToken {
+        reason: format!("cannot read the token file: {e}"),
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(StartError::HttpToken {
+            reason: "the token file is empty: write a long random token into it".into(),
+        });
+    }
+    Ok(Some(token.to_string()))
 }
 
 fn source_endpoint(s: &config::SourceConfig) -> String {

@@ -98,22 +98,23 @@ fn queue_views_while_running_and_retry_when_stopped() {
             .expect("simulate");
         assert!(ok.success());
     }
-    let outbox = dir.path().join("out");
+    // Wait (bounded) until the sink has recorded the delivery: nothing pending, one parked.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "nothing delivered");
+    loop {
+        let (code, status, err) = queue(&config, &["status"]);
+        assert_eq!(code, 0, "{err}");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("files"))
+            .expect("files line")
+            .to_string();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if (cols[1], cols[4]) == ("0", "1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not settled: {status}");
         std::thread::sleep(Duration::from_millis(20));
     }
-
-    let (code, status, err) = queue(&config, &["status"]);
-    assert_eq!(code, 0, "{err}");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("files"))
-        .expect("files line");
-    let cols: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(cols[1], "0", "nothing pending: {status}");
-    assert_eq!(cols[4], "1", "one parked: {status}");
 
     let (code, list, _) = queue(&config, &["list", "--parked"]);
     assert_eq!(code, 0);

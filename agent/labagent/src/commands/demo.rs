@@ -43,6 +43,7 @@ async fn demo() -> Result<String, String> {
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     let mut config = config::embedded_default_in(dir.path());
     // Ephemeral ports, so the demo runs beside a real agent.
+    config.http.listen.set_port(0);
     for source in &mut config.sources {
         match &mut source.transport {
             config::SourceTransport::AstmTcp(t) => {

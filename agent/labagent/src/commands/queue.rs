@@ -80,7 +80,8 @@ pub fn run(args: &Args) -> ExitCode {
             id,
             all_parked,
             sink,
-        } => retry(&dir, sinks, id.as_deref(), *all_parked, sink.as_deref()),
+        } => retry(&dir, sinks, id.as_deref(), *all_parked, sink.as_deref())
+            .map_err(|e| e.replace("{http}", &config.http.listen.to_string())),
         action => Store::open_read_only(&dir, Options::new(sinks))
             .map_err(|e| e.to_string())
             .and_then(|(store, _)| read(&store, action)),
@@ -236,7 +237,9 @@ fn retry(
         Ok((s, _)) => s,
         Err(StoreError::Locked { .. }) => {
             return Err(
-                "the agent is running and holds the store: stop it (systemctl stop labagent), retry, then start it again"
+                "the agent is running and holds the store: retry through its HTTP interface \
+                 (POST http://{http}/api/queue/ID/retry or /api/queue/retry-parked?sink=NAME), \
+                 or stop it (systemctl stop labagent), retry, then start it again"
                     .into(),
             );
         }

@@ -35,6 +35,8 @@ pub struct MllpTimeouts {
     pub connect: Duration,
     /// Time allowed for the ACK after the message is written.
     pub ack: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
 }
 
 /// Delivers to an EHR over MLLP.
@@ -115,6 +117,10 @@ impl MllpSink {
 }
 
 impl Deliver for MllpSink {
+    fn max_backoff(&self) -> Duration {
+        self.timeouts.max_backoff
+    }
+
     async fn deliver(&mut self, entry: &Entry) -> Result<(), DeliveryError> {
         let ack_bytes = match self.exchange(&entry.payload).await {
             Ok(a) => a,

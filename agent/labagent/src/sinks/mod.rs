@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod mllp;
+pub mod mqtt;
 
 use crate::health::SinkHealth;
 use crate::pipeline::{Pipeline, unix_ms};
@@ -15,7 +16,7 @@ use crate::retry::{Backoff, jitter_seed};
 use labagent_store::{Entry, Kind};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// How a delivery attempt failed.
@@ -33,6 +34,11 @@ pub enum DeliveryError {
 pub trait Deliver: Send + 'static {
     /// Delivers one entry; returns once the destination has acknowledged it durably.
     fn deliver(&mut self, entry: &Entry) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// The longest wait between two attempts (the sink's `max_backoff`).
+    fn max_backoff(&self) -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 /// Runs one sink until shutdown.
@@ -44,7 +50,10 @@ pub async fn run_sink<D: Deliver>(
     health: Arc<SinkHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::reconnect();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(500).min(destination.max_backoff()),
+        destination.max_backoff(),
+    );
     loop {
         let committed = pipeline.committed.clone();
         let notified = committed.notified();

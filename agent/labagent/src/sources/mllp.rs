@@ -165,13 +165,16 @@ where
                     tracing::warn!(source = %source, %peer, ?reason, bytes, "incomplete MLLP block discarded");
                 }
                 MllpItem::TooLarge { bytes } => {
-                    return Err(format!(
-                        "message of {bytes} bytes exceeds the limit of {} bytes",
-                        options.max_message
-                    ));
+                    return refuse_oversized(&mut stream, bytes, options.max_message).await;
                 }
                 MllpItem::CommitAck | MllpItem::CommitNak => {}
             }
+        }
+        if decoder.is_skipping() {
+            // Over the limit and still arriving: refuse now rather than wait for an end block
+            // that may never come (memory stays bounded either way).
+            return refuse_oversized(&mut stream, options.max_message + 1, options.max_message)
+                .await;
         }
         buf.reserve(4096);
         let read = tokio::select! {
@@ -185,6 +188,36 @@ where
             Err(_) => return Err(format!("idle for {:?}", options.idle_timeout)),
         }
     }
+}
+
+/// Answers an over-long message with AE (resending it unchanged cannot help) and closes the
+/// connection, whose framing can no longer be trusted.
+async fn refuse_oversized<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: usize,
+    limit: usize,
+) -> Result<(), String> {
+    let now = Hl7Ts::from_timestamp(jiff::Timestamp::now()).unwrap_or_else(|_| fallback_ts());
+    let control_id = ack_control_id();
+    let text = format!("message longer than {limit} bytes refused");
+    let ack = build_ack_unparsed(
+        b"",
+        AckClass::Error,
+        &AckDefaults::default(),
+        &AckParams {
+            datetime: &now,
+            control_id: &control_id,
+            text: Some(&text),
+            error: None,
+        },
+    );
+    if let Ok(framed) = frame(ack.as_bytes()) {
+        let _ = stream.write_all(&framed).await;
+        let _ = stream.flush().await;
+    }
+    Err(format!(
+        "message of at least {bytes} bytes exceeds the limit of {limit} bytes: answered AE and closed"
+    ))
 }
 
 /// Commits one message and builds its ACK.
