@@ -108,6 +108,13 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
+    /// A probe that is true while every source and sink task is still running.
+    pub fn tasks_alive(&self) -> impl Fn() -> bool + Send + 'static {
+        let handles: Vec<tokio::task::AbortHandle> =
+            self.tasks.iter().map(JoinHandle::abort_handle).collect();
+        move || handles.iter().all(|h| !h.is_finished())
+    }
+
     /// The bound address of a listening source.
     pub fn listener(&self, source: &str) -> Option<SocketAddr> {
         self.listeners
@@ -548,11 +555,54 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     tracing::info!(%summary, "ready");
     crate::systemd::ready(&summary);
+    let supervisor = tokio::spawn(supervise(
+        agent.health.clone(),
+        agent.pipeline.clone(),
+        agent.tasks_alive(),
+        shutdown.clone(),
+    ));
     wait_for_signal().await;
+    supervisor.abort();
     tracing::info!("stopping");
     crate::systemd::stopping();
     agent.stop(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// Keeps systemd informed: a STATUS= line every 5 s, and WATCHDOG=1 at half the configured
+/// interval only while every pipeline task is alive (a dead task stops the petting, so systemd
+/// restarts the agent).
+async fn supervise(
+    health: Arc<Health>,
+    pipeline: Arc<Pipeline>,
+    alive: impl Fn() -> bool + Send + 'static,
+    shutdown: CancellationToken,
+) {
+    let watchdog = crate::systemd::watchdog_period();
+    let tick = watchdog
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(5));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let healthy = alive();
+        if watchdog.is_some() && healthy {
+            crate::systemd::watchdog();
+        } else if !healthy {
+            tracing::error!("a source or sink task has stopped; no longer petting the watchdog");
+        }
+        let store = pipeline.clone();
+        let status = tokio::task::spawn_blocking(move || store.store().status().ok())
+            .await
+            .ok()
+            .flatten();
+        crate::systemd::status(&crate::systemd::status_line(
+            &health.snapshot(status.as_ref()),
+        ));
+    }
 }
 
 async fn wait_for_signal() {

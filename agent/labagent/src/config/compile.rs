@@ -2122,7 +2122,8 @@ impl Ctx {
                         None
                     }
                     Some(t) => {
-                        match check_template(t.get_ref(), &["agent_id", "source"], "topic") {
+                        match check_template(t.get_ref(), &["agent_id", "source", "sink"], "topic")
+                        {
                             Ok(()) => Some(t.get_ref().clone()),
                             Err(m) => {
                                 self.err(&t.span(), k("topic"), K::InvalidValue, m);

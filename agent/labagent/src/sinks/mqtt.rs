@@ -316,6 +316,7 @@ pub struct MqttSink {
     /// The topic with `{agent_id}` and `{sink}` expanded; `{source}` is per entry.
     topic: String,
     ack_timeout: Duration,
+    max_backoff: Duration,
     conn: Option<Connection>,
 }
 
@@ -343,6 +344,7 @@ impl MqttSink {
                 .replace("{agent_id}", agent_id)
                 .replace("{sink}", sink),
             ack_timeout: config.delivery.ack_timeout,
+            max_backoff: config.delivery.max_backoff,
             conn: None,
         })
     }
@@ -396,6 +398,10 @@ impl MqttSink {
 }
 
 impl Deliver for MqttSink {
+    fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+
     async fn deliver(&mut self, entry: &Entry) -> Result<(), DeliveryError> {
         let topic = self.topic_for(&entry.source);
         if topic.contains(['+', '#', '\0']) {
