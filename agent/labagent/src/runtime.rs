@@ -95,6 +95,9 @@ pub struct Agent {
     /// The bound address of the HTTP interface (the real port when 0 was configured).
     pub http: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    components: Arc<tokio::sync::Mutex<Vec<Component>>>,
+    ctx: SpawnCtx,
+    running: Config,
     shutdown: CancellationToken,
 }
 
@@ -112,7 +115,16 @@ impl Agent {
     pub fn tasks_alive(&self) -> impl Fn() -> bool + Send + 'static {
         let handles: Vec<tokio::task::AbortHandle> =
             self.tasks.iter().map(JoinHandle::abort_handle).collect();
-        move || handles.iter().all(|h| !h.is_finished())
+        let components = self.components.clone();
+        move || {
+            let fixed = handles.iter().all(|h| !h.is_finished());
+            // A reload holds the lock while it swaps a component: count that as alive.
+            let parts = components
+                .try_lock()
+                .map(|c| c.iter().all(|c| !c.handle.is_finished()))
+                .unwrap_or(true);
+            fixed && parts
+        }
     }
 
     /// The bound address of a listening source.
@@ -126,7 +138,13 @@ impl Agent {
     /// Asks every task to stop and waits for them, at most `deadline`.
     pub async fn stop(self, deadline: Duration) {
         self.shutdown.cancel();
-        let all = futures_join(self.tasks);
+        let mut handles = self.tasks;
+        handles.extend(
+            std::mem::take(&mut *self.components.lock().await)
+                .into_iter()
+                .map(|c| c.handle),
+        );
+        let all = futures_join(handles);
         if tokio::time::timeout(deadline, all).await.is_err() {
             tracing::warn!(?deadline, "some tasks did not stop in time");
         }
@@ -281,35 +299,14 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
     }
     let sequence =
         Sequence::open(&state_dir.join("msh10.seq")).map_err(|e| store_err(e.to_string()))?;
-    let sources: HashMap<String, SourceSpec> = config
-        .sources
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str().to_string(),
-                SourceSpec {
-                    mapping: mapping_of(s),
-                    charset: s.encoding,
-                },
-            )
-        })
-        .collect();
-    let sinks: Vec<SinkSpec> = config
-        .sinks
-        .iter()
-        .map(|s| SinkSpec {
-            name: s.name.as_str().to_string(),
-            sources: s.sources.iter().map(|n| n.as_str().to_string()).collect(),
-        })
-        .collect();
     let pipeline = Arc::new(
         Pipeline::new(
             Arc::new(store),
             config.agent.id.as_str(),
             sequence,
             tz,
-            sources,
-            sinks.clone(),
+            source_specs(config),
+            sink_specs(config),
         )
         .map_err(StartError::Config)?,
     );
@@ -332,145 +329,54 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
         sink_health.clone(),
     ));
 
+    let ctx = SpawnCtx {
+        agent_id: config.agent.id.as_str().to_string(),
+        pipeline: pipeline.clone(),
+        ingest: ingest.clone(),
+        health: health.clone(),
+    };
+    let mut components = Vec::new();
     // Sinks first: they only read the store.
-    for ((sink, spec), sink_health) in config.sinks.iter().zip(sinks).zip(sink_health) {
-        let name = sink.name.as_str().to_string();
-        match &sink.kind {
-            SinkKind::File(f) => {
-                let dest = FileSink::new(f.dir.clone());
-                tasks.push(tokio::spawn(run_sink(
-                    name,
-                    spec.sources,
-                    pipeline.clone(),
-                    dest,
-                    sink_health.clone(),
-                    shutdown.clone(),
-                )));
-            }
-            SinkKind::Mllp(m) => {
-                let tls = match &m.tls {
-                    Some(t) => Some(client_tls(&format!("sink {name}"), t, &m.connect.host)?),
-                    None => None,
-                };
-                let dest = MllpSink::new(
-                    m.connect.to_string(),
-                    tls,
-                    MllpTimeouts {
-                        connect: m.delivery.connect_timeout,
-                        ack: m.delivery.ack_timeout,
-                        max_backoff: m.delivery.max_backoff,
-                    },
-                );
-                tasks.push(tokio::spawn(run_sink(
-                    name,
-                    spec.sources,
-                    pipeline.clone(),
-                    dest,
-                    sink_health.clone(),
-                    shutdown.clone(),
-                )));
-            }
-            SinkKind::Mqtt(m) => {
-                let agent_id = config.agent.id.as_str();
-                let dest = crate::sinks::mqtt::MqttSink::new(m, agent_id, &name).map_err(|e| {
-                    StartError::Tls {
-                        component: format!("sink {name}"),
-                        reason: e.to_string(),
-                    }
-                })?;
-                // The first mqtt sink's broker also carries the fleet heartbeat (own connection).
-                let first_mqtt = config
-                    .sinks
-                    .iter()
-                    .find(|s| matches!(s.kind, SinkKind::Mqtt(_)));
-                if first_mqtt.is_some_and(|s| s.name == sink.name) {
-                    tasks.push(tokio::spawn(crate::heartbeat::run(
-                        crate::heartbeat::connect_settings(dest.connect_settings(), agent_id),
-                        health.clone(),
-                        pipeline.store().clone(),
-                        crate::heartbeat::DEFAULT_INTERVAL,
-                        shutdown.clone(),
-                    )));
-                }
-                tasks.push(tokio::spawn(run_sink(
-                    name,
-                    spec.sources,
-                    pipeline.clone(),
-                    dest,
-                    sink_health.clone(),
-                    shutdown.clone(),
-                )));
-            }
-        }
+    for sink in &config.sinks {
+        let token = shutdown.child_token();
+        let handle = spawn_sink(sink, &ctx, token.clone())?;
+        components.push(Component {
+            part: Part::Sink(Box::new(sink.clone())),
+            token,
+            handle,
+        });
     }
-
-    for (source, health) in config.sources.iter().zip(source_health) {
-        let name: Arc<str> = Arc::from(source.name.as_str());
-        match &source.transport {
-            SourceTransport::AstmTcp(t) => {
-                let link = link_config(&t.link);
-                match &t.role {
-                    TcpRole::Listen(l) => {
-                        let listener = bind(&name, l.addr).await?;
-                        let addr = listener.local_addr().unwrap_or(l.addr);
-                        listeners.push((name.to_string(), addr));
-                        tracing::info!(source = %name, %addr, "listening for ASTM");
-                        tasks.push(tokio::spawn(astm::serve_tcp(
-                            listener,
-                            name.clone(),
-                            l.allow.clone(),
-                            link,
-                            ingest.clone(),
-                            health.clone(),
-                            shutdown.clone(),
-                        )));
-                    }
-                    TcpRole::Connect(target) => {
-                        tasks.push(tokio::spawn(astm::dial_tcp(
-                            target.to_string(),
-                            name.clone(),
-                            link,
-                            ingest.clone(),
-                            health.clone(),
-                            shutdown.clone(),
-                        )));
-                    }
-                }
+    // The first mqtt sink's broker also carries the fleet heartbeat, on its own connection.
+    if let Some((sink, m)) = config.sinks.iter().find_map(|s| match &s.kind {
+        SinkKind::Mqtt(m) => Some((s, m)),
+        _ => None,
+    }) {
+        let name = sink.name.as_str();
+        let probe = crate::sinks::mqtt::MqttSink::new(m, &ctx.agent_id, name).map_err(|e| {
+            StartError::Tls {
+                component: format!("sink {name}"),
+                reason: e.to_string(),
             }
-            SourceTransport::AstmSerial(s) => {
-                tasks.push(tokio::spawn(astm::run_serial(
-                    serial_settings(&s.device, &s.serial),
-                    name.clone(),
-                    link_config(&s.link),
-                    ingest.clone(),
-                    health.clone(),
-                    shutdown.clone(),
-                )));
-            }
-            SourceTransport::Mllp(m) => {
-                let tls = server_tls(&format!("source {name}"), &m.listener.tls)?;
-                let listener = bind(&name, m.listener.addr).await?;
-                let addr = listener.local_addr().unwrap_or(m.listener.addr);
-                listeners.push((name.to_string(), addr));
-                tracing::info!(source = %name, %addr, tls = tls.is_some(), "listening for MLLP");
-                let options = MllpSourceOptions {
-                    allow: m.listener.allow.clone(),
-                    tls,
-                    max_message: usize::try_from(source.max_message_bytes.get())
-                        .unwrap_or(usize::MAX),
-                    idle_timeout: m.idle_timeout.unwrap_or(Duration::from_secs(24 * 3600)),
-                    max_connections: m.listener.max_connections.get() as usize,
-                };
-                tasks.push(tokio::spawn(mllp::serve(
-                    listener,
-                    name.clone(),
-                    options,
-                    ingest.clone(),
-                    health.clone(),
-                    shutdown.clone(),
-                )));
-            }
+        })?;
+        tasks.push(tokio::spawn(crate::heartbeat::run(
+            crate::heartbeat::connect_settings(probe.connect_settings(), &ctx.agent_id),
+            health.clone(),
+            pipeline.store().clone(),
+            crate::heartbeat::DEFAULT_INTERVAL,
+            shutdown.clone(),
+        )));
+    }
+    for source in &config.sources {
+        let token = shutdown.child_token();
+        let (handle, addr) = spawn_source(source, &ctx, token.clone()).await?;
+        if let Some(addr) = addr {
+            listeners.push((source.name.as_str().to_string(), addr));
         }
+        components.push(Component {
+            part: Part::Source(Box::new(source.clone())),
+            token,
+            handle,
+        });
     }
     // The HTTP interface is a listener too: bound before the agent reports ready.
     let http_listener =
@@ -500,8 +406,289 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
         health,
         http: Some(http_addr),
         tasks,
+        components: Arc::new(tokio::sync::Mutex::new(components)),
+        ctx,
+        running: config.clone(),
         shutdown,
     })
+}
+
+/// What every spawned component shares.
+#[derive(Clone)]
+struct SpawnCtx {
+    agent_id: String,
+    pipeline: Arc<Pipeline>,
+    ingest: Arc<Arc<Pipeline>>,
+    health: Arc<Health>,
+}
+
+/// A running source or sink with its own stop token, so a reload can replace it alone.
+struct Component {
+    part: Part,
+    token: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+enum Part {
+    Source(Box<config::SourceConfig>),
+    Sink(Box<config::SinkConfig>),
+}
+
+impl Part {
+    fn name(&self) -> &str {
+        match self {
+            Part::Source(s) => s.name.as_str(),
+            Part::Sink(s) => s.name.as_str(),
+        }
+    }
+}
+
+fn spawn_sink(
+    sink: &config::SinkConfig,
+    ctx: &SpawnCtx,
+    token: CancellationToken,
+) -> Result<JoinHandle<()>, StartError> {
+    let name = sink.name.as_str().to_string();
+    let sources: Vec<String> = sink
+        .sources
+        .iter()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    let health = ctx
+        .health
+        .sink(&name)
+        .cloned()
+        .unwrap_or_else(|| SinkHealth::new(&name, sink.kind_name(), sink_endpoint(sink)));
+    let pipeline = ctx.pipeline.clone();
+    Ok(match &sink.kind {
+        SinkKind::File(f) => tokio::spawn(run_sink(
+            name,
+            sources,
+            pipeline,
+            FileSink::new(f.dir.clone()),
+            health,
+            token,
+        )),
+        SinkKind::Mllp(m) => {
+            let tls = match &m.tls {
+                Some(t) => Some(client_tls(&format!("sink {name}"), t, &m.connect.host)?),
+                None => None,
+            };
+            let dest = MllpSink::new(
+                m.connect.to_string(),
+                tls,
+                MllpTimeouts {
+                    connect: m.delivery.connect_timeout,
+                    ack: m.delivery.ack_timeout,
+                    max_backoff: m.delivery.max_backoff,
+                },
+            );
+            tokio::spawn(run_sink(name, sources, pipeline, dest, health, token))
+        }
+        SinkKind::Mqtt(m) => {
+            let dest = crate::sinks::mqtt::MqttSink::new(m, &ctx.agent_id, &name).map_err(|e| {
+                StartError::Tls {
+                    component: format!("sink {name}"),
+                    reason: e.to_string(),
+                }
+            })?;
+            tokio::spawn(run_sink(name, sources, pipeline, dest, health, token))
+        }
+    })
+}
+
+async fn spawn_source(
+    source: &config::SourceConfig,
+    ctx: &SpawnCtx,
+    token: CancellationToken,
+) -> Result<(JoinHandle<()>, Option<SocketAddr>), StartError> {
+    let name: Arc<str> = Arc::from(source.name.as_str());
+    let health =
+        ctx.health.source(&name).cloned().unwrap_or_else(|| {
+            SourceHealth::new(&name, source.kind_name(), source_endpoint(source))
+        });
+    let ingest = ctx.ingest.clone();
+    Ok(match &source.transport {
+        SourceTransport::AstmTcp(t) => {
+            let link = link_config(&t.link);
+            match &t.role {
+                TcpRole::Listen(l) => {
+                    let listener = bind(&name, l.addr).await?;
+                    let addr = listener.local_addr().unwrap_or(l.addr);
+                    tracing::info!(source = %name, %addr, "listening for ASTM");
+                    let handle = tokio::spawn(astm::serve_tcp(
+                        listener,
+                        name.clone(),
+                        l.allow.clone(),
+                        link,
+                        ingest,
+                        health,
+                        token,
+                    ));
+                    (handle, Some(addr))
+                }
+                TcpRole::Connect(target) => (
+                    tokio::spawn(astm::dial_tcp(
+                        target.to_string(),
+                        name.clone(),
+                        link,
+                        ingest,
+                        health,
+                        token,
+                    )),
+                    None,
+                ),
+            }
+        }
+        SourceTransport::AstmSerial(s) => (
+            tokio::spawn(astm::run_serial(
+                serial_settings(&s.device, &s.serial),
+                name.clone(),
+                link_config(&s.link),
+                ingest,
+                health,
+                token,
+            )),
+            None,
+        ),
+        SourceTransport::Mllp(m) => {
+            let tls = server_tls(&format!("source {name}"), &m.listener.tls)?;
+            let listener = bind(&name, m.listener.addr).await?;
+            let addr = listener.local_addr().unwrap_or(m.listener.addr);
+            tracing::info!(source = %name, %addr, tls = tls.is_some(), "listening for MLLP");
+            let options = MllpSourceOptions {
+                allow: m.listener.allow.clone(),
+                tls,
+                max_message: usize::try_from(source.max_message_bytes.get()).unwrap_or(usize::MAX),
+                idle_timeout: m.idle_timeout.unwrap_or(Duration::from_secs(24 * 3600)),
+                max_connections: m.listener.max_connections.get() as usize,
+            };
+            let handle = tokio::spawn(mllp::serve(
+                listener,
+                name.clone(),
+                options,
+                ingest,
+                health,
+                token,
+            ));
+            (handle, Some(addr))
+        }
+    })
+}
+
+fn source_specs(config: &Config) -> HashMap<String, SourceSpec> {
+    config
+        .sources
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str().to_string(),
+                SourceSpec {
+                    mapping: mapping_of(s),
+                    charset: s.encoding,
+                },
+            )
+        })
+        .collect()
+}
+
+fn sink_specs(config: &Config) -> Vec<SinkSpec> {
+    config
+        .sinks
+        .iter()
+        .map(|s| SinkSpec {
+            name: s.name.as_str().to_string(),
+            sources: s.sources.iter().map(|n| n.as_str().to_string()).collect(),
+        })
+        .collect()
+}
+
+/// What a reload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Components restarted with their new settings.
+    pub restarted: Vec<String>,
+    /// Changes that need a full restart, with why.
+    pub needs_restart: Vec<String>,
+}
+
+impl Agent {
+    /// Applies a new configuration: sources and sinks whose settings changed are stopped and
+    /// started again with the new settings; everything else keeps running untouched. Changes
+    /// to `[agent]`, `[store]` and `[http]`, and added or removed sources or sinks, need a
+    /// restart (the store's cursors and the listeners are set up once) and are reported, not
+    /// applied. On an error the old component is kept running where possible.
+    pub async fn reload(&mut self, new: &Config) -> Result<ReloadReport, StartError> {
+        let mut report = ReloadReport::default();
+        let old = &self.running;
+        if old.agent != new.agent {
+            report.needs_restart.push("[agent]".into());
+        }
+        if old.store != new.store {
+            report.needs_restart.push("[store]".into());
+        }
+        if old.http != new.http {
+            report.needs_restart.push("[http]".into());
+        }
+        let names = |c: &Config| {
+            let mut v: Vec<String> = c
+                .sources
+                .iter()
+                .map(|s| format!("source {}", s.name))
+                .chain(c.sinks.iter().map(|s| format!("sink {}", s.name)))
+                .collect();
+            v.sort();
+            v
+        };
+        let (old_names, new_names) = (names(old), names(new));
+        for n in old_names.iter().filter(|n| !new_names.contains(n)) {
+            report.needs_restart.push(format!("{n} removed"));
+        }
+        for n in new_names.iter().filter(|n| !old_names.contains(n)) {
+            report.needs_restart.push(format!("{n} added"));
+        }
+        self.pipeline
+            .update_specs(source_specs(new), sink_specs(new));
+        let mut components = self.components.lock().await;
+        for component in components.iter_mut() {
+            let replacement = match &component.part {
+                Part::Source(s) => new
+                    .source(s.name.as_str())
+                    .filter(|n| *n != s.as_ref())
+                    .map(|n| Part::Source(Box::new(n.clone()))),
+                Part::Sink(s) => new
+                    .sink(s.name.as_str())
+                    .filter(|n| *n != s.as_ref())
+                    .map(|n| Part::Sink(Box::new(n.clone()))),
+            };
+            let Some(part) = replacement else { continue };
+            // Stop the old one first: a listener must release its address before it is bound
+            // again.
+            component.token.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut component.handle).await;
+            let token = self.shutdown.child_token();
+            let handle = match &part {
+                Part::Source(s) => {
+                    let (handle, addr) = spawn_source(s, &self.ctx, token.clone()).await?;
+                    if let Some(addr) = addr {
+                        self.listeners.retain(|(n, _)| n != s.name.as_str());
+                        self.listeners.push((s.name.as_str().to_string(), addr));
+                    }
+                    handle
+                }
+                Part::Sink(s) => spawn_sink(s, &self.ctx, token.clone())?,
+            };
+            report.restarted.push(part.name().to_string());
+            *component = Component {
+                part,
+                token,
+                handle,
+            };
+        }
+        drop(components);
+        self.running = new.clone();
+        Ok(report)
+    }
 }
 
 /// The HTTP bearer token, trimmed, when `[http] token_file` is set.
@@ -544,10 +731,12 @@ fn sink_endpoint(s: &config::SinkConfig) -> String {
     }
 }
 
-/// `labagent run`: start, notify systemd, run until SIGINT/SIGTERM, drain, stop.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// `labagent run`: start, notify systemd, run until SIGINT/SIGTERM, drain, stop. SIGHUP
+/// re-reads `path` (when the configuration came from a file) and applies what changed; an
+/// invalid new configuration is refused with every error logged, and the old one keeps running.
+pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let shutdown = CancellationToken::new();
-    let agent = start(&config, shutdown.clone()).await?;
+    let mut agent = start(&config, shutdown.clone()).await?;
     let summary = format!(
         "{} source(s), {} sink(s) running",
         config.sources.len(),
@@ -561,12 +750,104 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         agent.tasks_alive(),
         shutdown.clone(),
     ));
-    wait_for_signal().await;
+    let mut signals = Signals::new();
+    while let Signal::Reload = signals.next().await {
+        reload(&mut agent, path.as_deref()).await;
+    }
     supervisor.abort();
     tracing::info!("stopping");
     crate::systemd::stopping();
     agent.stop(Duration::from_secs(10)).await;
     Ok(())
+}
+
+async fn reload(agent: &mut Agent, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: running on the embedded configuration");
+        return;
+    };
+    crate::systemd::reloading();
+    match config::load(path) {
+        Err(errors) => {
+            for e in errors.errors() {
+                tracing::error!(error = %e, "reload refused");
+            }
+            tracing::error!(
+                count = errors.len(),
+                "the new configuration is invalid; keeping the running one"
+            );
+        }
+        Ok(new) => match agent.reload(&new).await {
+            Ok(report) => {
+                for what in &report.needs_restart {
+                    tracing::warn!(change = %what, "not applied by reload: restart the agent");
+                }
+                tracing::info!(restarted = ?report.restarted, "configuration reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "reload failed part-way"),
+        },
+    }
+    crate::systemd::ready("configuration reloaded");
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM / SIGINT stop; SIGHUP reloads.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                hup: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match &mut self.term {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let hup = async {
+                match &mut self.hup {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => Signal::Stop,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                () = hup => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
+    }
 }
 
 /// Keeps systemd informed: a STATUS= line every 5 s, and WATCHDOG=1 at half the configured
@@ -602,27 +883,5 @@ async fn supervise(
         crate::systemd::status(&crate::systemd::status_line(
             &health.snapshot(status.as_ref()),
         ));
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -21,6 +21,11 @@ pub fn watchdog() {
     notify(&[NotifyState::Watchdog]);
 }
 
+/// Tells systemd a configuration reload has begun (READY=1 follows when it is done).
+pub fn reloading() {
+    notify(&[NotifyState::Reloading]);
+}
+
 /// Tells systemd the agent is stopping.
 pub fn stopping() {
     notify(&[NotifyState::Stopping]);

@@ -43,7 +43,7 @@ pub fn run(args: &ConfigArg) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(crate::runtime::run(config)) {
+    match runtime.block_on(crate::runtime::run(config, args.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

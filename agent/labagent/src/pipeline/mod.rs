@@ -16,7 +16,7 @@ use labagent_hl7::time::Hl7Ts;
 use labagent_store::{Kind, NewRecord, Store};
 use sequence::Sequence;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
@@ -41,8 +41,8 @@ pub struct SinkSpec {
 /// Shared state of the ingest path.
 pub struct Pipeline {
     store: Arc<Store>,
-    sources: HashMap<String, SourceSpec>,
-    sinks: Vec<SinkSpec>,
+    sources: RwLock<HashMap<String, SourceSpec>>,
+    sinks: RwLock<Vec<SinkSpec>>,
     tz: jiff::tz::TimeZone,
     ids: ControlIdGenerator,
     sequence: Mutex<Sequence>,
@@ -55,10 +55,7 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("sources", &self.sources.keys().collect::<Vec<_>>())
-            .field("sinks", &self.sinks)
-            .finish()
+        f.debug_struct("Pipeline").finish_non_exhaustive()
     }
 }
 
@@ -76,8 +73,8 @@ impl Pipeline {
         let ids = ControlIdGenerator::new(agent_id).map_err(|e| format!("agent id: {e}"))?;
         Ok(Pipeline {
             store,
-            sources,
-            sinks,
+            sources: RwLock::new(sources),
+            sinks: RwLock::new(sinks),
             tz,
             ids,
             sequence: Mutex::new(sequence),
@@ -91,11 +88,28 @@ impl Pipeline {
         &self.store
     }
 
-    /// Sinks that deliver messages of `source`.
-    fn sinks_for<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a SinkSpec> + 'a {
+    /// Replaces the source mappings and sink filters (configuration reload).
+    pub fn update_specs(&self, sources: HashMap<String, SourceSpec>, sinks: Vec<SinkSpec>) {
+        if let Ok(mut s) = self.sources.write() {
+            *s = sources;
+        }
+        if let Ok(mut s) = self.sinks.write() {
+            *s = sinks;
+        }
+    }
+
+    /// Names of the sinks that deliver messages of `source`.
+    fn sinks_for(&self, source: &str) -> Vec<String> {
         self.sinks
-            .iter()
-            .filter(move |s| s.sources.iter().any(|n| n == source))
+            .read()
+            .map(|sinks| {
+                sinks
+                    .iter()
+                    .filter(|s| s.sources.iter().any(|n| n == source))
+                    .map(|s| s.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn next_control_id(&self) -> Result<ControlId, IngestError> {
@@ -126,8 +140,9 @@ impl Pipeline {
     ) -> Result<Outcome, IngestError> {
         let spec = self
             .sources
-            .get(source)
-            .cloned()
+            .read()
+            .ok()
+            .and_then(|s| s.get(source).cloned())
             .unwrap_or_else(|| SourceSpec {
                 mapping: Mapping::default_for(source),
                 charset: Charset::Latin1,
@@ -242,7 +257,7 @@ impl Pipeline {
         let reason = format!("not translatable: {reason}");
         for sink in self.sinks_for(source) {
             self.store
-                .park(&sink.name, id, &reason, unix_ms(SystemTime::now()))
+                .park(&sink, id, &reason, unix_ms(SystemTime::now()))
                 .map_err(store_error)?;
         }
         tracing::warn!(%source, record = %id, %reason, "message parked");
