@@ -418,6 +418,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
 struct SpawnCtx {
     agent_id: String,
     pipeline: Arc<Pipeline>,
+    #[allow(clippy::redundant_allocation)] // the sources take `Arc<I>` with `I = Arc<Pipeline>`
     ingest: Arc<Arc<Pipeline>>,
     health: Arc<Health>,
 }

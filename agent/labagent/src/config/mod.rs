@@ -662,7 +662,7 @@ sources = []
             "labagent.toml:5: http.listen: 0.0.0.0:9898 is not a loopback address: set [http] token_file so that requests need a bearer token",
             "labagent.toml:10: source[0].mapping: no [mapping.nope] table (the file defines no mappings)",
             "labagent.toml:11: source[0].allow: `allow` applies only to listening sources (this one uses connect)",
-            r#"labagent.toml:16: sink[0].topic: "lab/{agent}/x": unknown placeholder {agent} (available: {agent_id}, {source})"#,
+            r#"labagent.toml:16: sink[0].topic: "lab/{agent}/x": unknown placeholder {agent} (available: {agent_id}, {source}, {sink})"#,
             "labagent.toml:17: sink[0].password_file: password_file needs username (MQTT sends no password without a user name)",
             "labagent.toml:17: sink[0].password_file: file not found: /nonexistent-base/pw",
             "labagent.toml:18: sink[0].tls.ca: file not found: /nonexistent-base/ca.pem",
