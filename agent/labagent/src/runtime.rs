@@ -13,7 +13,6 @@ use crate::sources::mllp::MllpSourceOptions;
 use crate::sources::serial::SerialSettings;
 use crate::sources::{astm, mllp};
 use crate::tls;
-use crate::translate::{CodeEntry, Mapping};
 use labagent_astm::link::LinkConfig;
 use labagent_store::{Options, RecoveryReport, Store};
 use std::collections::HashMap;
@@ -154,34 +153,6 @@ impl Agent {
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     for t in tasks {
         let _ = t.await;
-    }
-}
-
-/// The translation mapping of a configured source.
-pub fn mapping_of(source: &config::SourceConfig) -> Mapping {
-    let m = &source.mapping;
-    Mapping {
-        sending_application: m.sending_application.clone(),
-        sending_facility: m.sending_facility.clone(),
-        receiving_application: m.receiving_application.clone(),
-        receiving_facility: m.receiving_facility.clone(),
-        specimen_id: m.specimen_id.clone(),
-        test_code: m.test_code.clone(),
-        tests: m
-            .tests
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    CodeEntry {
-                        code: v.code.clone(),
-                        text: v.text.clone(),
-                        system: v.system.clone(),
-                    },
-                )
-            })
-            .collect(),
-        specimen_type: None,
     }
 }
 
@@ -585,7 +556,7 @@ fn source_specs(config: &Config) -> HashMap<String, SourceSpec> {
             (
                 s.name.as_str().to_string(),
                 SourceSpec {
-                    mapping: mapping_of(s),
+                    mapping: s.mapping.clone(),
                     charset: s.encoding,
                 },
             )

@@ -55,7 +55,7 @@ pub fn run(args: &Args) -> ExitCode {
             .find(|s| !matches!(s.transport, crate::config::SourceTransport::Mllp(_))),
     };
     let (mapping, encoding) = match source {
-        Some(s) => (crate::runtime::mapping_of(s), s.encoding),
+        Some(s) => (s.mapping.clone(), s.encoding),
         None => (Mapping::default_for("analyser"), Charset::Latin1),
     };
     let tz = match time_zone(config.agent.timezone.as_str()) {

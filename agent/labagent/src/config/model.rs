@@ -441,6 +441,22 @@ fn path(s: &str) -> FieldPath {
     })
 }
 
+impl Mapping {
+    /// The defaults of INTERFACE.md for a source without a mapping: the source name as sending
+    /// application, O.3 then O.4 for the specimen id, R.3.4, R.3.5, R.3.1 for the test code.
+    pub fn default_for(source: &str) -> Mapping {
+        Mapping {
+            sending_application: source.to_string(),
+            sending_facility: String::new(),
+            receiving_application: String::new(),
+            receiving_facility: String::new(),
+            specimen_id: default_specimen_id(),
+            test_code: default_test_code(),
+            tests: BTreeMap::new(),
+        }
+    }
+}
+
 /// `O.3`, then `O.4` (PROTOCOLS §2.3).
 pub fn default_specimen_id() -> Vec<FieldPath> {
     vec![path("O.3"), path("O.4")]

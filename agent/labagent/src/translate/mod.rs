@@ -28,61 +28,8 @@ use labagent_hl7::oru::{
 };
 use labagent_hl7::time::{Hl7Ts, astm_local_to_hl7};
 use labagent_hl7::types::{Coded, Cwe, Ei, Hd, ProcessingId};
-use std::collections::BTreeMap;
 
-/// A code the clinic wants in OBX-3 for an analyser's local code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeEntry {
-    /// The code, e.g. LOINC `6690-2`.
-    pub code: String,
-    /// Its display text.
-    pub text: String,
-    /// Its coding system (table 0396), e.g. `LN`.
-    pub system: String,
-}
-
-/// How one analyser's messages are translated (INTERFACE.md `[mapping.*]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    /// MSH-3.
-    pub sending_application: String,
-    /// MSH-4.
-    pub sending_facility: String,
-    /// MSH-5.
-    pub receiving_application: String,
-    /// MSH-6.
-    pub receiving_facility: String,
-    /// Where the specimen id is: the first selector that yields a non-empty value wins.
-    pub specimen_id: Vec<FieldPath>,
-    /// Where the local test code is in each R record: first non-empty wins.
-    pub test_code: Vec<FieldPath>,
-    /// Local code -> clinic code.
-    pub tests: BTreeMap<String, CodeEntry>,
-    /// SPM-4 specimen type (table 0487 code and text); `ORH^Other` when unset.
-    pub specimen_type: Option<(String, String)>,
-}
-
-impl Mapping {
-    /// The defaults of INTERFACE.md for a source without a mapping: the source name as sending
-    /// application, O.3 then O.4 for the specimen id, R.3.4, R.3.5, R.3.1 for the test code.
-    pub fn default_for(source: &str) -> Mapping {
-        let paths = |list: &[&str]| {
-            list.iter()
-                .filter_map(|p| p.parse::<FieldPath>().ok())
-                .collect::<Vec<_>>()
-        };
-        Mapping {
-            sending_application: source.to_string(),
-            sending_facility: String::new(),
-            receiving_application: String::new(),
-            receiving_facility: String::new(),
-            specimen_id: paths(&["O.3", "O.4"]),
-            test_code: paths(&["R.3.4", "R.3.5", "R.3.1"]),
-            tests: BTreeMap::new(),
-            specimen_type: None,
-        }
-    }
-}
+pub use crate::config::{Mapping, TestCode};
 
 /// Why a message could not be translated. The runtime parks it raw with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,10 +148,7 @@ pub fn translate(
                 specimen: Specimen {
                     placer_id: None,
                     filler_id: Some(Ei::from(specimen_id.as_str())),
-                    specimen_type: match &mapping.specimen_type {
-                        Some((code, text)) => Specimen::table_0487((code, text)),
-                        None => Specimen::table_0487(Specimen::TYPE_OTHER),
-                    },
+                    specimen_type: Specimen::table_0487(Specimen::TYPE_OTHER),
                     role: if qc {
                         SpecimenRole::Control
                     } else {
@@ -556,7 +500,7 @@ mod tests {
         mapping.test_code = vec!["R.3.5".parse().expect("path")];
         mapping.tests.insert(
             "WBC".into(),
-            CodeEntry {
+            TestCode {
                 code: "6690-2".into(),
                 text: "Leukocytes".into(),
                 system: "LN".into(),
