@@ -153,3 +153,85 @@ fn sighup_applies_changes_and_refuses_bad_configs() {
     );
     assert!(!dir.path().join("out3").exists());
 }
+
+fn corpus() -> std::path::PathBuf {
+    std::env::var_os("LABAGENT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
+}
+
+/// The operator's loop for an analyser whose specimen id sits somewhere unexpected: the
+/// message is parked (nothing lost), the mapping is fixed, SIGHUP, `queue retry`: the parked
+/// message is translated again and delivered.
+#[test]
+fn parked_message_is_delivered_after_the_mapping_is_fixed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("labagent.toml");
+    let (http, port) = (free_port(), free_port());
+    let with_specimen = |sel: &str| {
+        config(http, port, "EUROIMMUN", "out").replace(
+            "[mapping.m]\n",
+            &format!("[mapping.m]\nspecimen_id = \"{sel}\"\n"),
+        )
+    };
+    std::fs::write(&path, with_specimen("O.3")).expect("write");
+    let agent = Agent::start(&path);
+    let trace = corpus().join("euroimmun_analyzer1_1.astm");
+    let sent = Command::new(BIN)
+        .args([
+            "simulate",
+            "--to",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--file",
+        ])
+        .arg(&trace)
+        .status()
+        .expect("simulate");
+    assert!(
+        sent.success(),
+        "the analyser got its ACK: the message is safe"
+    );
+    let queue = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["queue", "--config"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("queue");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = queue(&["list", "--parked"]);
+        if list.contains("no specimen id in O.3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not parked: {list}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!dir.path().join("out").exists(), "nothing delivered yet");
+
+    std::fs::write(&path, with_specimen("P.4")).expect("write");
+    agent.hup();
+    agent.wait_for("configuration reloaded");
+    let (ok, out) = queue(&["retry", "--all-parked"]);
+    assert!(ok, "{out}");
+    let outbox = dir.path().join("out");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let count = || {
+        std::fs::read_dir(&outbox).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "hl7"))
+                .count()
+        })
+    };
+    while count() < 20 {
+        assert!(Instant::now() < deadline, "{} of 20 delivered", count());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, list) = queue(&["list", "--parked"]);
+    assert!(list.trim().is_empty(), "{list}");
+}

@@ -80,8 +80,13 @@ pub fn run(args: &Args) -> ExitCode {
             id,
             all_parked,
             sink,
-        } => retry(&dir, sinks, id.as_deref(), *all_parked, sink.as_deref())
-            .map_err(|e| e.replace("{http}", &config.http.listen.to_string())),
+        } => retry(&dir, sinks, id.as_deref(), *all_parked, sink.as_deref()).or_else(|e| {
+            if e != AGENT_RUNNING {
+                return Err(e);
+            }
+            // The running agent holds the store: ask it through its HTTP interface.
+            retry_over_http(&config, id.as_deref(), *all_parked, sink.as_deref())
+        }),
         action => Store::open_read_only(&dir, Options::new(sinks))
             .map_err(|e| e.to_string())
             .and_then(|(store, _)| read(&store, action)),
@@ -226,6 +231,70 @@ fn read(store: &Store, action: &Action) -> Result<String, String> {
     Ok(out)
 }
 
+const AGENT_RUNNING: &str = "the agent is running and holds the store";
+
+/// `retry` against a running agent: `POST /api/queue/ID/retry` or
+/// `/api/queue/retry-parked`, with the bearer token when one is configured.
+fn retry_over_http(
+    config: &crate::config::Config,
+    id: Option<&str>,
+    all: bool,
+    sink: Option<&str>,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut addr = config.http.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let query = sink.map(|s| format!("?sink={s}")).unwrap_or_default();
+    let path = if all {
+        format!("/api/queue/retry-parked{query}")
+    } else {
+        let rid = parse_id(id.unwrap_or_default())?;
+        format!("/api/queue/{}/retry{query}", rid.get())
+    };
+    let token = match &config.http.token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file.expose())
+                .map_err(|e| format!("cannot read the HTTP token file: {e}"))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let unreachable = |e: std::io::Error| {
+        format!("{AGENT_RUNNING}, and its HTTP interface at {addr} did not answer: {e}")
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .map_err(unreachable)?;
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n"
+    );
+    if let Some(t) = token {
+        request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).map_err(unreachable)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(unreachable)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim())
+        .unwrap_or_default();
+    match status {
+        200 => Ok(format!("retried through the running agent: {body}\n")),
+        401 => Err("the agent refused the request: wrong or missing token".into()),
+        404 => Err(format!("not parked, or no such record or sink: {body}")),
+        code => Err(format!("the agent answered HTTP {code}: {body}")),
+    }
+}
+
 fn retry(
     dir: &std::path::Path,
     sinks: Vec<String>,
@@ -235,14 +304,7 @@ fn retry(
 ) -> Result<String, String> {
     let store = match Store::open(dir, Options::new(sinks.clone())) {
         Ok((s, _)) => s,
-        Err(StoreError::Locked { .. }) => {
-            return Err(
-                "the agent is running and holds the store: retry through its HTTP interface \
-                 (POST http://{http}/api/queue/ID/retry or /api/queue/retry-parked?sink=NAME), \
-                 or stop it (systemctl stop labagent), retry, then start it again"
-                    .into(),
-            );
-        }
+        Err(StoreError::Locked { .. }) => return Err(AGENT_RUNNING.into()),
         Err(e) => return Err(e.to_string()),
     };
     let targets: Vec<&String> = sinks

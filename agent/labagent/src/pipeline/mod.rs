@@ -123,6 +123,44 @@ impl Pipeline {
         Ok(self.ids.generate(n))
     }
 
+    /// Translates a stored raw ASTM record again (an operator retried it, perhaps after fixing
+    /// the mapping). Control ids are derived from the record id, in a counter range the
+    /// sequence never reaches (from 2^50), so every attempt yields the same MSH-10s.
+    pub fn retranslate(
+        &self,
+        entry: &labagent_store::Entry,
+    ) -> Result<Vec<(String, String)>, String> {
+        let spec = self
+            .sources
+            .read()
+            .ok()
+            .and_then(|s| s.get(&entry.source).cloned())
+            .unwrap_or_else(|| SourceSpec {
+                mapping: Mapping::default_for(&entry.source),
+                charset: Charset::Latin1,
+            });
+        let message = parse_message(&entry.payload, spec.charset).map_err(|e| e.to_string())?;
+        let now = jiff::Zoned::now().with_time_zone(self.tz.clone());
+        let ctx = Context {
+            tz: &self.tz,
+            now: Hl7Ts::from_zoned(&now).map_err(|e| e.to_string())?,
+        };
+        let base = (1u64 << 50) + entry.id.get().saturating_mul(64);
+        let mut n = 0;
+        let orus = translate::translate(&message, &spec.mapping, &ctx, &mut || {
+            n += 1;
+            self.ids.generate(base + n)
+        })
+        .map_err(|e| e.to_string())?;
+        orus.iter()
+            .map(|o| {
+                o.encode()
+                    .map(|text| (o.msh.control_id.as_str().to_string(), text))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
     /// The blocking part of [`Ingest::ingest`].
     pub fn ingest_blocking(&self, inbound: &Inbound) -> Result<Outcome, IngestError> {
         let received_ms = unix_ms(inbound.received);

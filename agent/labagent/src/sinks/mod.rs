@@ -91,30 +91,55 @@ pub async fn run_sink<D: Deliver>(
         let outcome = if skip {
             Settle::Ack
         } else if entry.kind == Kind::RawAstm {
-            Settle::Park("ASTM message could not be translated".into())
-        } else {
-            loop {
-                let attempt = tokio::select! {
-                    r = destination.deliver(&entry) => r,
-                    () = shutdown.cancelled() => return,
-                };
-                match attempt {
-                    Ok(()) => {
-                        backoff.reset();
-                        break Settle::Ack;
-                    }
-                    Err(DeliveryError::Permanent(reason)) => {
-                        backoff.reset();
-                        break Settle::Park(reason);
-                    }
-                    Err(DeliveryError::Transient(reason)) => {
-                        health.failed(&reason);
-                        tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
-                        if sleep_or_stop(&mut backoff, &shutdown).await {
+            // Parked at ingest as untranslatable and now retried by an operator (perhaps after
+            // fixing the mapping): translate it again. The ORUs get control ids derived from
+            // the record id, so a repeated attempt resends the same MSH-10s.
+            let (p, raw) = (pipeline.clone(), entry.clone());
+            match tokio::task::spawn_blocking(move || p.retranslate(&raw)).await {
+                Ok(Ok(orus)) => {
+                    let mut settle = Settle::Ack;
+                    for (control_id, payload) in orus {
+                        let oru = Entry {
+                            control_id,
+                            kind: Kind::Oru,
+                            payload: payload.into_bytes(),
+                            ..entry.clone()
+                        };
+                        let Some(s) = deliver_until_settled(
+                            &mut destination,
+                            &oru,
+                            &name,
+                            &health,
+                            &mut backoff,
+                            &shutdown,
+                        )
+                        .await
+                        else {
                             return;
+                        };
+                        if let Settle::Park(_) = s {
+                            settle = s;
+                            break;
                         }
                     }
+                    settle
                 }
+                Ok(Err(reason)) => Settle::Park(format!("not translatable: {reason}")),
+                Err(e) => Settle::Park(format!("not translatable: task failed: {e}")),
+            }
+        } else {
+            match deliver_until_settled(
+                &mut destination,
+                &entry,
+                &name,
+                &health,
+                &mut backoff,
+                &shutdown,
+            )
+            .await
+            {
+                Some(s) => s,
+                None => return,
             }
         };
         let (p, n, id) = (pipeline.clone(), name.clone(), entry.id);
@@ -147,6 +172,41 @@ pub async fn run_sink<D: Deliver>(
             Err(e) => {
                 tracing::error!(sink = %name, error = %e, "store task failed");
                 return;
+            }
+        }
+    }
+}
+
+/// Delivers one entry until the destination accepts it (Ack) or refuses it for good (Park),
+/// backing off between transient failures. `None` when shutdown came first.
+async fn deliver_until_settled<D: Deliver>(
+    destination: &mut D,
+    entry: &Entry,
+    name: &str,
+    health: &SinkHealth,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Option<Settle> {
+    loop {
+        let attempt = tokio::select! {
+            r = destination.deliver(entry) => r,
+            () = shutdown.cancelled() => return None,
+        };
+        match attempt {
+            Ok(()) => {
+                backoff.reset();
+                return Some(Settle::Ack);
+            }
+            Err(DeliveryError::Permanent(reason)) => {
+                backoff.reset();
+                return Some(Settle::Park(reason));
+            }
+            Err(DeliveryError::Transient(reason)) => {
+                health.failed(&reason);
+                tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
+                if sleep_or_stop(backoff, shutdown).await {
+                    return None;
+                }
             }
         }
     }
