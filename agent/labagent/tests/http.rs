@@ -378,7 +378,8 @@ fn probes_status_metrics_queue_and_page() {
     assert_eq!(parked_of(&agent).len(), 1);
 
     // Retry while running: the parked count drops at once, and the woken sink takes the entry
-    // again (a host query is still untranslatable, so the sink parks it again, with its reason).
+    // again: it is translated again, and a host query is still untranslatable, so the sink
+    // parks it again with the precise reason.
     let r = agent.post(&format!("/api/queue/{id}/retry"));
     assert_eq!(r.status, 200, "{}", r.body);
     let result = r.json();
@@ -388,7 +389,7 @@ fn probes_status_metrics_queue_and_page() {
         parked_of(a)
             .first()
             .and_then(|p| p["reason"].as_str())
-            .is_some_and(|r| r.contains("could not be translated"))
+            .is_some_and(|r| r.contains("not translatable: no results to translate"))
     });
     assert_eq!(
         agent
