@@ -306,6 +306,60 @@ pub struct AgentStatus {
     pub sources: Vec<SourceStatus>,
     /// Sinks.
     pub sinks: Vec<SinkStatus>,
+    /// Store commit latency (append + fsync).
+    pub commit_latency: LatencySnapshot,
+}
+
+/// Upper bounds (microseconds) of the commit-latency histogram buckets.
+pub const COMMIT_BUCKETS_US: [u64; 12] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+
+/// How long commits take: append plus fsync in the store, the time an analyser or sender waits
+/// for its ACK beyond the protocol itself. On a Pi's SD card this is the figure to watch.
+#[derive(Debug, Default)]
+pub struct CommitLatency {
+    buckets: [AtomicU64; COMMIT_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl CommitLatency {
+    /// Records one commit.
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        for (bound, bucket) in COMMIT_BUCKETS_US.iter().zip(&self.buckets) {
+            if us <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Cumulative bucket counts, count and sum.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: COMMIT_BUCKETS_US
+                .iter()
+                .zip(&self.buckets)
+                .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+                .collect(),
+            count: self.count.load(Ordering::Relaxed),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A histogram as cumulative counts per upper bound (microseconds).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LatencySnapshot {
+    /// `(upper bound in µs, observations at or below it)`.
+    pub buckets: Vec<(u64, u64)>,
+    /// Observations.
+    pub count: u64,
+    /// Their sum in µs.
+    pub sum_us: u64,
 }
 
 /// The registry every component reports into.
@@ -319,6 +373,8 @@ pub struct Health {
     pub sources: Vec<Arc<SourceHealth>>,
     /// Sinks, in configuration order.
     pub sinks: Vec<Arc<SinkHealth>>,
+    /// Store commit latency, observed by the pipeline.
+    pub commit_latency: Arc<CommitLatency>,
 }
 
 impl Health {
@@ -327,6 +383,7 @@ impl Health {
         agent_id: &str,
         sources: Vec<Arc<SourceHealth>>,
         sinks: Vec<Arc<SinkHealth>>,
+        commit_latency: Arc<CommitLatency>,
     ) -> Health {
         Health {
             agent_id: agent_id.to_string(),
@@ -334,6 +391,7 @@ impl Health {
             ready: AtomicBool::new(false),
             sources,
             sinks,
+            commit_latency,
         }
     }
 
@@ -379,6 +437,7 @@ impl Health {
             store_max_bytes: store.map_or(0, |s| s.max_bytes),
             sources: self.sources.iter().map(|s| s.snapshot()).collect(),
             sinks,
+            commit_latency: self.commit_latency.snapshot(),
         }
     }
 }

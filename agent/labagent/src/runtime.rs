@@ -298,6 +298,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
         config.agent.id.as_str(),
         source_health.clone(),
         sink_health.clone(),
+        pipeline.commit_latency.clone(),
     ));
 
     let ctx = SpawnCtx {

@@ -307,6 +307,14 @@ fn probes_status_metrics_queue_and_page() {
     let samples = parse_metrics(&r.body);
     assert!(samples.iter().all(|(s, _)| s.starts_with("labagent_")));
     assert!(sample(&samples, "labagent_messages_committed_total{source=\"an\"}") >= 1.0);
+    // Every commit was timed: append + fsync before the upstream ACK.
+    assert!(sample(&samples, "labagent_commit_duration_seconds_count") >= 1.0);
+    assert!(
+        sample(
+            &samples,
+            "labagent_commit_duration_seconds_bucket{le=\"+Inf\"}"
+        ) >= 1.0
+    );
     assert_eq!(
         sample(
             &samples,

@@ -24,8 +24,9 @@
 //! | `labagent_queue_oldest_age_seconds` | gauge (0 when empty) | `sink` |
 //! | `labagent_queue_parked` | gauge (messages now parked) | `sink` |
 //!
-//! Counters restart from zero with the process (Prometheus handles resets). No fsync latency
-//! histogram: the store does not expose its commit timings.
+//! | `labagent_commit_duration_seconds` | histogram | |
+//!
+//! Counters restart from zero with the process (Prometheus handles resets).
 
 use crate::health::AgentStatus;
 use prometheus_client::encoding::prometheus_text;
@@ -225,7 +226,34 @@ pub fn encode_at(status: &AgentStatus, now_ms: i64) -> Result<String, std::fmt::
 
     let mut out = String::new();
     prometheus_text::encode(&mut out, &reg)?;
+    let histogram = commit_histogram(&status.commit_latency);
+    match out.rfind("# EOF") {
+        Some(i) => out.insert_str(i, &histogram),
+        None => out.push_str(&histogram),
+    }
     Ok(out)
+}
+
+/// `labagent_commit_duration_seconds`, written by hand: its buckets are kept as atomics in
+/// [`crate::health::CommitLatency`] and read at scrape time like every other figure here.
+fn commit_histogram(h: &crate::health::LatencySnapshot) -> String {
+    use std::fmt::Write;
+    let name = "labagent_commit_duration_seconds";
+    let mut out = format!(
+        "# HELP {name} Time to append and fsync a message in the store before its upstream ACK.\n\
+         # TYPE {name} histogram\n"
+    );
+    for (bound_us, count) in &h.buckets {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {count}",
+            *bound_us as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+    out
 }
 
 #[cfg(test)]
@@ -270,6 +298,11 @@ mod tests {
                 oldest_pending_ms: Some(4_000),
                 parked: 1,
             }],
+            commit_latency: crate::health::LatencySnapshot {
+                buckets: vec![(1_000, 2), (10_000, 3)],
+                count: 3,
+                sum_us: 6_500,
+            },
         }
     }
 
@@ -277,6 +310,9 @@ mod tests {
     fn names_values_and_shape() {
         let text = encode_at(&status(), 10_000).expect("encode");
         for want in [
+            "labagent_commit_duration_seconds_bucket{le=\"0.001\"} 2\n",
+            "labagent_commit_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "labagent_commit_duration_seconds_count 3\n",
             "labagent_messages_committed_total{source=\"an\"} 3\n",
             "labagent_frames_naked_total{source=\"an\"} 1\n",
             "labagent_messages_delivered_total{sink=\"files\"} 2\n",

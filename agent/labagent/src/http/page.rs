@@ -498,6 +498,7 @@ mod tests {
             store_max_bytes: 1 << 30,
             sources: vec![source(1, None, Some(180_000))],
             sinks: vec![sink(true, 2, 1)],
+            commit_latency: Default::default(),
         };
         let parked = vec![(
             "files".to_string(),

@@ -51,6 +51,8 @@ pub struct Pipeline {
     pub catalog: Mutex<()>,
     /// Woken after every commit; sinks wait on it when their queue is empty.
     pub committed: Arc<Notify>,
+    /// Append + fsync time of every commit.
+    pub commit_latency: Arc<crate::health::CommitLatency>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -80,6 +82,7 @@ impl Pipeline {
             sequence: Mutex::new(sequence),
             catalog: Mutex::new(()),
             committed: Arc::new(Notify::new()),
+            commit_latency: Arc::default(),
         })
     }
 
@@ -235,7 +238,9 @@ impl Pipeline {
                 payload: text.as_bytes(),
             })
             .collect();
+        let started = std::time::Instant::now();
         self.store.append_batch(&records).map_err(store_error)?;
+        self.commit_latency.observe(started.elapsed());
         self.committed.notify_waiters();
         Ok(Outcome::Committed {
             control_ids: encoded.into_iter().map(|(id, _)| id).collect(),
@@ -262,7 +267,9 @@ impl Pipeline {
             kind: Kind::RawHl7,
             payload: bytes,
         };
+        let started = std::time::Instant::now();
         self.store.append(&record).map_err(store_error)?;
+        self.commit_latency.observe(started.elapsed());
         self.committed.notify_waiters();
         Ok(Outcome::Committed {
             control_ids: vec![control_id],
