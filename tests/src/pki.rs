@@ -71,8 +71,22 @@ impl Ca {
     }
 
     fn issue(&self, cn: &str, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> Leaf {
+        self.issue_with(cn, names, purpose, false)
+    }
+
+    fn issue_with(
+        &self,
+        cn: &str,
+        names: &[&str],
+        purpose: ExtendedKeyUsagePurpose,
+        expired: bool,
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![purpose];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -99,6 +113,21 @@ impl Ca {
     /// A client certificate named `cn`.
     pub fn client(&self, cn: &str) -> Leaf {
         self.issue(cn, &[cn], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// A server certificate for `names` that expired on 2021-01-01 (valid from 2020-01-01).
+    pub fn expired_server(&self, names: &[&str]) -> Leaf {
+        self.issue_with(
+            names.first().copied().unwrap_or("server"),
+            names,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            true,
+        )
+    }
+
+    /// A client certificate named `cn` that expired on 2021-01-01.
+    pub fn expired_client(&self, cn: &str) -> Leaf {
+        self.issue_with(cn, &[cn], ExtendedKeyUsagePurpose::ClientAuth, true)
     }
 
     fn roots(&self) -> RootCertStore {
