@@ -29,29 +29,7 @@ use std::time::{Duration, Instant};
 
 /// Cases expected to fail because of an agent bug (name, what is wrong). Each is described in
 /// the report that accompanies this file; fix the agent, then remove the entry.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "astm/eot-mid-frame-no-reply",
-        "a frame cut short by EOT is answered NAK although the EOT already ended the \
-         transmission (frame.rs text_control -> Interrupted -> link nak())",
-    ),
-    (
-        "astm/fs-byte-in-result-does-not-block-mllp-sink",
-        "an ASTM value holding 0x1C reaches the ORU unescaped; the MLLP sink retries the \
-         framing error forever (transient) instead of escaping or parking it, so every later \
-         message to that sink is blocked",
-    ),
-    (
-        "hl7/same-control-id-both-kept-in-file-sink",
-        "the file sink renames <MSH-10>.hl7 over an existing file: a second, different \
-         message with the same MSH-10 replaces the first, which was acknowledged AA",
-    ),
-    (
-        "config/garbage-tls-material-refused-by-check-config",
-        "check-config only checks that TLS files are readable; a certificate/key that is not \
-         PEM passes check-config (exit 0) and is refused only by `run` (exit 1)",
-    ),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 type CaseResult = Result<(), String>;
 
@@ -1981,13 +1959,15 @@ fn config_group() -> Group {
     let garbage_file = d.join("garbage.toml");
     std::fs::write(&garbage_file, &garbage_text).expect("write");
     g.case("config/garbage-tls-material-refused-by-run", || {
+        // `run` compiles the configuration with the same code as `check-config`: exit 2 and
+        // the file:line of the bad file, before anything is opened.
         let (code, _, stderr) = labagent("run", &garbage_file);
         ensure!(
-            code.is_some_and(|c| c != 0),
-            "run accepted garbage TLS material"
+            code == Some(2),
+            "run exit {code:?} for garbage TLS material:\n{stderr}"
         );
         let want = format!(
-            "certificate file {} contains no certificate (expected a PEM CERTIFICATE section)",
+            "source[0].tls.cert: {} holds no PEM certificate",
             garbage.display()
         );
         ensure!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");

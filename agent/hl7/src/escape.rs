@@ -60,8 +60,14 @@ pub struct Delimiters {
 
 const fn special_mask(bytes: [u8; 5]) -> [bool; 256] {
     let mut m = [false; 256];
-    m[b'\r' as usize] = true;
-    m[b'\n' as usize] = true;
+    // Every C0 control byte: CR and LF end segments, VT and FS frame MLLP blocks, and the rest
+    // have no business raw in a message (an analyser value may carry any of them).
+    let mut c = 0;
+    while c < 0x20 {
+        m[c] = true;
+        c += 1;
+    }
+    m[0x7F] = true;
     let mut i = 0;
     while i < 5 {
         m[bytes[i] as usize] = true;
@@ -69,6 +75,8 @@ const fn special_mask(bytes: [u8; 5]) -> [bool; 256] {
     }
     m
 }
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 impl Default for Delimiters {
     fn default() -> Self {
@@ -203,10 +211,16 @@ impl Delimiters {
                 "R"
             } else if b == self.escape {
                 "E"
-            } else if b == b'\r' {
-                "X0D"
-            } else if b == b'\n' {
-                "X0A"
+            } else if b < 0x20 || b == 0x7F {
+                // `\Xhh\` (§2.7.3) for every control byte, CR and LF included.
+                out.push_str(&value[last..i]);
+                out.push(char::from(self.escape));
+                out.push('X');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0F)]));
+                out.push(char::from(self.escape));
+                last = i + 1;
+                continue;
             } else {
                 continue;
             };
@@ -340,6 +354,14 @@ fn punct_byte(c: char) -> Result<u8, DelimiterError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_bytes_are_hex_escaped_and_come_back() {
+        let d = Delimiters::STANDARD;
+        let s = d.escape_str("a\u{1c}b\u{0b}c\u{7f}");
+        assert_eq!(s, "a\\X1C\\b\\X0B\\c\\X7F\\");
+        assert_eq!(d.unescape(&s), "a\u{1c}b\u{0b}c\u{7f}");
+    }
+
     use super::*;
 
     const D: Delimiters = Delimiters::STANDARD;

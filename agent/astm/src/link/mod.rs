@@ -618,6 +618,13 @@ impl Link {
                 self.accept_enq(now);
             }
             Item::Control(_) => {}
+            // A frame cut short by EOT or ENQ: the sender has moved on (the EOT or ENQ item that
+            // follows ends or restarts the transfer), so a NAK would only be a stray byte it
+            // may read as "busy". Drop the partial frame silently.
+            Item::Bad {
+                error: FrameError::Interrupted { by: EOT | ENQ, .. },
+                ..
+            } => {}
             Item::Bad { number, error, .. } => self.nak(number, Reject::Frame(error)),
             Item::Frame(frame) => {
                 if frame.number == expected {

@@ -656,3 +656,18 @@ mod props {
         }
     }
 }
+
+#[test]
+fn frame_cut_short_by_eot_gets_no_reply() {
+    let t = Instant::now();
+    let mut link = Link::new(LinkConfig::default());
+    link.handle_input(&[ENQ], t);
+    sent(&mut link);
+    let mut bytes = frames(MSG)[0].clone();
+    bytes.truncate(6);
+    bytes.push(EOT);
+    link.handle_input(&bytes, t);
+    assert_eq!(link.poll_transmit(), None, "no NAK after the sender's EOT");
+    assert!(events(&mut link).contains(&Event::Terminated));
+    assert_eq!(link.stats().naks_sent, 0);
+}

@@ -612,6 +612,32 @@ fn check_hl7_text(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// At least one PEM certificate, and nothing unreadable.
+fn check_pem_certs(path: &Path) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let shown = path.display();
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut count = 0;
+    for cert in iter {
+        cert.map_err(|e| format!("{shown}: bad PEM certificate: {e}"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(format!("{shown} holds no PEM certificate"));
+    }
+    Ok(())
+}
+
+/// A PEM private key (PKCS#8, PKCS#1 or SEC1).
+fn check_pem_key(path: &Path) -> Result<(), String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path)
+        .map(drop)
+        .map_err(|e| format!("{} holds no usable PEM private key: {e}", path.display()))
+}
+
 /// Whether `path` is a readable regular file; the error says what is wrong, with the path.
 fn check_readable(path: &Path) -> Result<(), String> {
     let shown = path.display();
@@ -994,10 +1020,21 @@ impl Ctx {
         Some(self.resolve(v.get_ref()))
     }
 
-    /// A path that must name a readable file now (TLS material, token, password).
+    /// A path that must name a readable file now (TLS material, token, password). TLS
+    /// certificates and keys are parsed too, so `check-config` refuses what `run` would.
     fn file_value(&mut self, v: &Spanned<String>, key: &str) -> Option<PathBuf> {
         let path = self.path_value(v, key)?;
-        match check_readable(&path) {
+        let pem = if key.ends_with(".key") {
+            check_pem_key
+        } else if [".cert", ".ca", ".client_ca"]
+            .iter()
+            .any(|s| key.ends_with(s))
+        {
+            check_pem_certs
+        } else {
+            |_: &Path| Ok(())
+        };
+        match check_readable(&path).and_then(|()| pem(&path)) {
             Ok(()) => Some(path),
             Err(message) => {
                 self.err(&v.span(), key, K::File, message);

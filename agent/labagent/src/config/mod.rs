@@ -106,9 +106,24 @@ mod tests {
     use super::raw::RawConfig;
     use super::*;
 
+    /// A self-signed certificate and its key in one PEM file: it serves wherever the
+    /// compiler expects a certificate, a CA or a key (each parse takes its own section).
+    fn pem_material() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    }
+
     /// INTERFACE.md's example, with the TLS and password paths pointing into `dir`.
     fn interface_example(dir: &Path) -> String {
-        for f in ["ca.pem", "agent.pem", "agent.key", "mqtt.pass", "token"] {
+        let pem = pem_material();
+        for f in ["ca.pem", "agent.pem", "agent.key"] {
+            std::fs::write(dir.join(f), &pem).unwrap();
+        }
+        for f in ["mqtt.pass", "token"] {
             std::fs::write(dir.join(f), "x").unwrap();
         }
         r#"[agent]
@@ -677,7 +692,7 @@ sources = []
     #[test]
     fn tls_on_plain_mqtt_and_unreadable_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), pem_material()).unwrap();
         std::fs::create_dir(dir.path().join("adir")).unwrap();
         let text = r#"[agent]
 state_dir = "s"
@@ -716,6 +731,40 @@ tls = { ca = "ca.pem", cert = "ca.pem" }
             got,
             [
                 "labagent.toml:13: sink[0].tls: tls is set but the broker URL is mqtt:// (plain TCP): use mqtts://"
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_files_that_are_not_pem_are_refused_at_compile_time() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("garbage.pem"), "not a certificate").unwrap();
+        std::fs::write(dir.path().join("good.pem"), pem_material()).unwrap();
+        let text = r#"[agent]
+state_dir = "s"
+[[source]]
+name = "a"
+kind = "mllp"
+listen = "127.0.0.1:0"
+tls = { cert = "garbage.pem", key = "garbage.pem", client_ca = "good.pem" }
+[[sink]]
+name = "f"
+kind = "file"
+dir = "out"
+"#;
+        let got = lines(&from_str(text, "labagent.toml", dir.path()).unwrap_err());
+        let g = dir.path().join("garbage.pem");
+        assert_eq!(
+            got,
+            [
+                format!(
+                    "labagent.toml:7: source[0].tls.cert: {} holds no PEM certificate",
+                    g.display()
+                ),
+                format!(
+                    "labagent.toml:7: source[0].tls.key: {} holds no usable PEM private key: no items found",
+                    g.display()
+                ),
             ]
         );
     }

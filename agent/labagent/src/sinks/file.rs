@@ -39,9 +39,17 @@ impl FileSink {
 
     fn write(&self, entry: &Entry) -> std::io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
-        let name = Self::file_name(&entry.control_id);
+        let mut name = Self::file_name(&entry.control_id);
+        let mut path = self.dir.join(&name);
+        // Never replace a different message: two senders may both number from 1, and names
+        // can collide once sanitised. The same bytes again (a redelivery) may overwrite.
+        if let Ok(existing) = fs::read(&path)
+            && existing != entry.payload
+        {
+            name = format!("{}.{}.hl7", name.trim_end_matches(".hl7"), entry.id.get());
+            path = self.dir.join(&name);
+        }
         let tmp = self.dir.join(format!(".{}.tmp", name));
-        let path = self.dir.join(&name);
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -76,6 +84,28 @@ impl Deliver for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_different_message_with_the_same_control_id_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::new(dir.path());
+        let entry = |id: u64, payload: &[u8]| Entry {
+            id: labagent_store::RecordId::new(id),
+            control_id: "1".into(),
+            source: "a".into(),
+            received_ms: 0,
+            kind: labagent_store::Kind::RawHl7,
+            payload: payload.to_vec(),
+        };
+        let first = sink.write(&entry(1, b"first")).expect("write");
+        let again = sink.write(&entry(1, b"first")).expect("redelivery");
+        assert_eq!(first, again, "a redelivery overwrites with the same bytes");
+        let second = sink.write(&entry(2, b"second")).expect("write");
+        assert_ne!(first, second);
+        assert_eq!(fs::read(&first).expect("read"), b"first");
+        assert_eq!(fs::read(&second).expect("read"), b"second");
+        assert_eq!(second.file_name().and_then(|n| n.to_str()), Some("1.2.hl7"));
+    }
 
     #[test]
     fn file_names_cannot_escape() {

@@ -122,6 +122,13 @@ impl Deliver for MllpSink {
     }
 
     async fn deliver(&mut self, entry: &Entry) -> Result<(), DeliveryError> {
+        // A payload holding an MLLP block byte can never be sent: park it rather than retry
+        // it forever and block every message behind it.
+        if let Err(e) = frame(&entry.payload) {
+            return Err(DeliveryError::Permanent(format!(
+                "cannot be sent over MLLP: {e}"
+            )));
+        }
         let ack_bytes = match self.exchange(&entry.payload).await {
             Ok(a) => a,
             Err(reason) => {
