@@ -98,12 +98,20 @@ async fn demo() -> Result<String, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let oru = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let status = agent.pipeline.store().status().map_err(|e| e.to_string())?;
-    let sink = status
-        .sinks
-        .iter()
-        .find(|s| s.name == "outbox")
-        .ok_or("no outbox sink in the store")?;
+    // The file exists once renamed; the cursor moves just after. Wait for it, so the receipt
+    // shows the queue as it really ends.
+    let sink = loop {
+        let status = agent.pipeline.store().status().map_err(|e| e.to_string())?;
+        let sink = status
+            .sinks
+            .into_iter()
+            .find(|s| s.name == "outbox")
+            .ok_or("no outbox sink in the store")?;
+        if sink.pending == 0 || Instant::now() > deadline {
+            break sink;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let control_id = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
