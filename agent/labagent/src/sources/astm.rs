@@ -163,6 +163,46 @@ pub async fn serve_tcp<I: Ingest>(
     }
 }
 
+/// Opens a link's byte stream (a TCP dial, a serial port), runs the link over it, and opens it
+/// again with capped backoff whenever it ends or cannot be opened, until shutdown. `what`
+/// names the endpoint in logs and health.
+async fn reconnecting<S, I, F, Fut>(
+    what: String,
+    mut open: F,
+    source: Arc<str>,
+    link_config: LinkConfig,
+    ingest: Arc<I>,
+    health: Arc<SourceHealth>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: Ingest,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<S>>,
+{
+    let mut backoff = Backoff::reconnect();
+    while !shutdown.is_cancelled() {
+        match open().await {
+            Ok(mut io) => {
+                backoff.reset();
+                tracing::info!(source = %source, endpoint = %what, "analyser link open");
+                let end =
+                    serve_link(&mut io, &source, &link_config, &ingest, &health, &shutdown).await;
+                tracing::warn!(source = %source, endpoint = %what, ?end, "analyser link ended");
+            }
+            Err(e) => {
+                health.error(&format!("cannot open {what}: {e}"));
+                tracing::warn!(source = %source, endpoint = %what, error = %e, "cannot open the analyser link");
+            }
+        }
+        let delay = backoff.next_delay(jitter_seed());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// An `astm-tcp` source in connect mode: dial the analyser, redial with backoff when it drops.
 pub async fn dial_tcp<I: Ingest>(
     target: String,
@@ -172,34 +212,9 @@ pub async fn dial_tcp<I: Ingest>(
     health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::reconnect();
-    while !shutdown.is_cancelled() {
-        match TcpStream::connect(&target).await {
-            Ok(mut stream) => {
-                backoff.reset();
-                tracing::info!(source = %source, %target, "connected to analyser");
-                let end = serve_link(
-                    &mut stream,
-                    &source,
-                    &link_config,
-                    &ingest,
-                    &health,
-                    &shutdown,
-                )
-                .await;
-                tracing::warn!(source = %source, %target, ?end, "analyser connection ended");
-            }
-            Err(e) => {
-                health.error(&format!("cannot connect to {target}: {e}"));
-                tracing::warn!(source = %source, %target, error = %e, "cannot connect");
-            }
-        }
-        let delay = backoff.next_delay(jitter_seed());
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
+    let what = format!("tcp {target}");
+    let open = move || TcpStream::connect(target.clone());
+    reconnecting(what, open, source, link_config, ingest, health, shutdown).await;
 }
 
 /// An `astm-serial` source: open the port (stale input flushed), run the link, and reopen with
@@ -212,34 +227,9 @@ pub async fn run_serial<I: Ingest>(
     health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::reconnect();
-    while !shutdown.is_cancelled() {
-        match settings.open() {
-            Ok(mut port) => {
-                backoff.reset();
-                tracing::info!(source = %source, device = %settings.device, "serial port open");
-                let end = serve_link(
-                    &mut port,
-                    &source,
-                    &link_config,
-                    &ingest,
-                    &health,
-                    &shutdown,
-                )
-                .await;
-                tracing::warn!(source = %source, device = %settings.device, ?end, "serial port closed");
-            }
-            Err(e) => {
-                health.error(&format!("cannot open {}: {e}", settings.device));
-                tracing::warn!(source = %source, device = %settings.device, error = %e, "cannot open serial port");
-            }
-        }
-        let delay = backoff.next_delay(jitter_seed());
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
+    let what = settings.device.clone();
+    let open = move || std::future::ready(settings.open().map_err(std::io::Error::from));
+    reconnecting(what, open, source, link_config, ingest, health, shutdown).await;
 }
 
 /// Message end as a word for logs.
