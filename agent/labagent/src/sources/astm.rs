@@ -165,9 +165,11 @@ pub async fn serve_tcp<I: Ingest>(
 
 /// Opens a link's byte stream (a TCP dial, a serial port), runs the link over it, and opens it
 /// again with capped backoff whenever it ends or cannot be opened, until shutdown. `what`
-/// names the endpoint in logs and health.
+/// names the endpoint in logs and health; `words` are the (opened, ended) log messages.
+#[allow(clippy::too_many_arguments)] // one loop for two transports; each argument is distinct
 async fn reconnecting<S, I, F, Fut>(
     what: String,
+    words: (&'static str, &'static str),
     mut open: F,
     source: Arc<str>,
     link_config: LinkConfig,
@@ -185,10 +187,10 @@ async fn reconnecting<S, I, F, Fut>(
         match open().await {
             Ok(mut io) => {
                 backoff.reset();
-                tracing::info!(source = %source, endpoint = %what, "analyser link open");
+                tracing::info!(source = %source, endpoint = %what, "{}", words.0);
                 let end =
                     serve_link(&mut io, &source, &link_config, &ingest, &health, &shutdown).await;
-                tracing::warn!(source = %source, endpoint = %what, ?end, "analyser link ended");
+                tracing::warn!(source = %source, endpoint = %what, ?end, "{}", words.1);
             }
             Err(e) => {
                 health.error(&format!("cannot open {what}: {e}"));
@@ -214,7 +216,18 @@ pub async fn dial_tcp<I: Ingest>(
 ) {
     let what = format!("tcp {target}");
     let open = move || TcpStream::connect(target.clone());
-    reconnecting(what, open, source, link_config, ingest, health, shutdown).await;
+    let words = ("connected to analyser", "analyser connection ended");
+    reconnecting(
+        what,
+        words,
+        open,
+        source,
+        link_config,
+        ingest,
+        health,
+        shutdown,
+    )
+    .await;
 }
 
 /// An `astm-serial` source: open the port (stale input flushed), run the link, and reopen with
@@ -229,7 +242,18 @@ pub async fn run_serial<I: Ingest>(
 ) {
     let what = settings.device.clone();
     let open = move || std::future::ready(settings.open().map_err(std::io::Error::from));
-    reconnecting(what, open, source, link_config, ingest, health, shutdown).await;
+    let words = ("serial port open", "serial port closed");
+    reconnecting(
+        what,
+        words,
+        open,
+        source,
+        link_config,
+        ingest,
+        health,
+        shutdown,
+    )
+    .await;
 }
 
 /// Message end as a word for logs.
