@@ -175,7 +175,8 @@ pub use error::{Error, Result};
 pub use format::{MAX_FIELD_LEN, MAX_REASON_LEN, MAX_RECORD_LEN};
 pub use fs::{Fs, FsFile, OpenMode, RealFs};
 pub use store::{
-    Damage, DamageKind, LOCK_FILE, Options, Parked, RecoveryReport, SinkStatus, Status, Store,
+    Damage, DamageKind, LOCK_FILE, Options, Parked, RecoveryReport, Settlement, SinkStatus, Status,
+    Store,
 };
 
 use std::fmt;

@@ -13,10 +13,10 @@ pub mod mqtt;
 use crate::health::SinkHealth;
 use crate::pipeline::{Pipeline, unix_ms};
 use crate::retry::{Backoff, jitter_seed};
-use labagent_store::{Entry, Kind};
+use labagent_store::{Entry, Kind, Settlement};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// How a delivery attempt failed.
@@ -41,7 +41,18 @@ pub trait Deliver: Send + 'static {
     }
 }
 
+/// Entries fetched (and settled with one durable write) at a time.
+const BATCH: usize = 64;
+/// Settled outcomes are written at least this often while a batch is delivered, so the queue
+/// depth shown to operators follows the deliveries.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
 /// Runs one sink until shutdown.
+///
+/// Entries are fetched in batches and delivered one at a time, in order; their outcomes are
+/// recorded in the store with one durable write per batch (or every [`FLUSH_EVERY`], and always
+/// before waiting out a failure), instead of one file replacement per message. A crash before
+/// that write redelivers at most one batch, with the same control ids (at least once).
 pub async fn run_sink<D: Deliver>(
     name: String,
     sources: Vec<String>,
@@ -54,27 +65,34 @@ pub async fn run_sink<D: Deliver>(
         Duration::from_millis(500).min(destination.max_backoff()),
         destination.max_backoff(),
     );
+    let mut ledger = Ledger {
+        name: name.clone(),
+        pipeline: pipeline.clone(),
+        health: health.clone(),
+        pending: Vec::new(),
+        flushed_at: Instant::now(),
+    };
     loop {
         let committed = pipeline.committed.clone();
         let notified = committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let next = {
+        let batch = {
             let (p, n) = (pipeline.clone(), name.clone());
             tokio::task::spawn_blocking(move || {
                 let _guard = p.catalog.lock();
-                p.store().next(&n)
+                p.store().peek(&n, BATCH)
             })
             .await
         };
-        let entry = match next {
-            Ok(Ok(Some(entry))) => entry,
-            Ok(Ok(None)) => {
+        let batch = match batch {
+            Ok(Ok(b)) if b.is_empty() => {
                 tokio::select! {
                     () = &mut notified => continue,
                     () = shutdown.cancelled() => return,
                 }
             }
+            Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(sink = %name, error = %e, "cannot read the store");
                 if sleep_or_stop(&mut backoff, &shutdown).await {
@@ -87,103 +105,152 @@ pub async fn run_sink<D: Deliver>(
                 return;
             }
         };
-        let skip = !sources.contains(&entry.source);
-        let outcome = if skip {
-            Settle::Ack
-        } else if entry.kind == Kind::RawAstm {
-            // Parked at ingest as untranslatable and now retried by an operator (perhaps after
-            // fixing the mapping): translate it again. The ORUs get control ids derived from
-            // the record id, so a repeated attempt resends the same MSH-10s.
-            let (p, raw) = (pipeline.clone(), entry.clone());
-            match tokio::task::spawn_blocking(move || p.retranslate(&raw)).await {
-                Ok(Ok(orus)) => {
-                    let mut settle = Settle::Ack;
-                    for (control_id, payload) in orus {
-                        let oru = Entry {
-                            control_id,
-                            kind: Kind::Oru,
-                            payload: payload.into_bytes(),
-                            ..entry.clone()
-                        };
-                        let Some(s) = deliver_until_settled(
-                            &mut destination,
-                            &oru,
-                            &name,
-                            &health,
-                            &mut backoff,
-                            &shutdown,
-                        )
-                        .await
-                        else {
-                            return;
-                        };
-                        if let Settle::Park(_) = s {
-                            settle = s;
-                            break;
-                        }
-                    }
-                    settle
-                }
-                Ok(Err(reason)) => Settle::Park(format!("not translatable: {reason}")),
-                Err(e) => Settle::Park(format!("not translatable: task failed: {e}")),
-            }
-        } else {
-            match deliver_until_settled(
-                &mut destination,
-                &entry,
-                &name,
-                &health,
-                &mut backoff,
-                &shutdown,
-            )
-            .await
-            {
-                Some(s) => s,
-                None => return,
-            }
-        };
-        let (p, n, id) = (pipeline.clone(), name.clone(), entry.id);
-        let settled = tokio::task::spawn_blocking(move || match &outcome {
-            Settle::Ack => p.store().ack(&n, id).map(|()| None),
-            Settle::Park(reason) => p
-                .store()
-                .park(&n, id, reason, unix_ms(SystemTime::now()))
-                .map(|()| Some(reason.clone())),
-        })
-        .await;
-        match settled {
-            Ok(Ok(None)) if skip => {
-                tracing::debug!(sink = %name, record = %entry.id, source = %entry.source, "not for this sink");
-            }
-            Ok(Ok(None)) => {
-                health.delivered();
-                tracing::info!(sink = %name, record = %entry.id, control_id = %entry.control_id, "delivered");
-            }
-            Ok(Ok(Some(reason))) => {
-                health.parked(&reason);
-                tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "parked");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(sink = %name, record = %entry.id, error = %e, "cannot record the delivery; it will be repeated");
-                if sleep_or_stop(&mut backoff, &shutdown).await {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(sink = %name, error = %e, "store task failed");
+        for entry in batch {
+            let skip = !sources.contains(&entry.source);
+            let outcome = if skip {
+                Some(Settle::Skip)
+            } else if entry.kind == Kind::RawAstm {
+                retranslate_and_deliver(
+                    &entry,
+                    &pipeline,
+                    &mut destination,
+                    &mut ledger,
+                    &mut backoff,
+                    &shutdown,
+                )
+                .await
+            } else {
+                deliver_until_settled(
+                    &mut destination,
+                    &entry,
+                    &mut ledger,
+                    &mut backoff,
+                    &shutdown,
+                )
+                .await
+            };
+            let Some(outcome) = outcome else {
+                ledger.flush().await;
                 return;
+            };
+            ledger.pending.push((entry, outcome));
+            if ledger.flushed_at.elapsed() >= FLUSH_EVERY {
+                ledger.flush().await;
             }
+        }
+        if !ledger.flush().await && sleep_or_stop(&mut backoff, &shutdown).await {
+            return;
         }
     }
 }
 
+/// Outcomes delivered but not yet written to the store.
+struct Ledger {
+    name: String,
+    pipeline: Arc<Pipeline>,
+    health: Arc<SinkHealth>,
+    pending: Vec<(Entry, Settle)>,
+    flushed_at: Instant,
+}
+
+impl Ledger {
+    /// Writes the pending outcomes with one durable store write; false when that failed (the
+    /// entries will be delivered again).
+    async fn flush(&mut self) -> bool {
+        self.flushed_at = Instant::now();
+        if self.pending.is_empty() {
+            return true;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let (p, n) = (self.pipeline.clone(), self.name.clone());
+        let now = unix_ms(SystemTime::now());
+        let (written, pending) = match tokio::task::spawn_blocking(move || {
+            let items: Vec<Settlement<'_>> = pending
+                .iter()
+                .map(|(e, s)| match s {
+                    Settle::Ack | Settle::Skip => Settlement::Ack(e.id),
+                    Settle::Park(reason) => Settlement::Park {
+                        id: e.id,
+                        reason,
+                        now_ms: now,
+                    },
+                })
+                .collect();
+            let r = p.store().settle(&n, &items);
+            (r, pending)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(sink = %self.name, error = %e, "store task failed");
+                return false;
+            }
+        };
+        if let Err(e) = written {
+            tracing::error!(sink = %self.name, error = %e, count = pending.len(), "cannot record deliveries; they will be repeated");
+            return false;
+        }
+        for (entry, settle) in &pending {
+            match settle {
+                Settle::Skip => {
+                    tracing::debug!(sink = %self.name, record = %entry.id, source = %entry.source, "not for this sink");
+                }
+                Settle::Ack => {
+                    self.health.delivered();
+                    tracing::info!(sink = %self.name, record = %entry.id, control_id = %entry.control_id, "delivered");
+                }
+                Settle::Park(reason) => {
+                    self.health.parked(reason);
+                    tracing::warn!(sink = %self.name, record = %entry.id, control_id = %entry.control_id, %reason, "parked");
+                }
+            }
+        }
+        true
+    }
+}
+
+/// A retried raw ASTM record (parked at ingest as untranslatable): translate it again with the
+/// current mapping and deliver its ORUs. Their control ids derive from the record id, so a
+/// repeated attempt resends the same MSH-10s. `None` on shutdown.
+async fn retranslate_and_deliver<D: Deliver>(
+    entry: &Entry,
+    pipeline: &Arc<Pipeline>,
+    destination: &mut D,
+    ledger: &mut Ledger,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Option<Settle> {
+    let (p, raw) = (pipeline.clone(), entry.clone());
+    match tokio::task::spawn_blocking(move || p.retranslate(&raw)).await {
+        Ok(Ok(orus)) => {
+            for (control_id, payload) in orus {
+                let oru = Entry {
+                    control_id,
+                    kind: Kind::Oru,
+                    payload: payload.into_bytes(),
+                    ..entry.clone()
+                };
+                let settle =
+                    deliver_until_settled(destination, &oru, ledger, backoff, shutdown).await?;
+                if let Settle::Park(_) = settle {
+                    return Some(settle);
+                }
+            }
+            Some(Settle::Ack)
+        }
+        Ok(Err(reason)) => Some(Settle::Park(format!("not translatable: {reason}"))),
+        Err(e) => Some(Settle::Park(format!("not translatable: task failed: {e}"))),
+    }
+}
+
 /// Delivers one entry until the destination accepts it (Ack) or refuses it for good (Park),
-/// backing off between transient failures. `None` when shutdown came first.
+/// backing off between transient failures; outcomes already settled are written before each
+/// wait, so an outage never holds acknowledged deliveries in memory. `None` on shutdown.
 async fn deliver_until_settled<D: Deliver>(
     destination: &mut D,
     entry: &Entry,
-    name: &str,
-    health: &SinkHealth,
+    ledger: &mut Ledger,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Option<Settle> {
@@ -202,8 +269,9 @@ async fn deliver_until_settled<D: Deliver>(
                 return Some(Settle::Park(reason));
             }
             Err(DeliveryError::Transient(reason)) => {
-                health.failed(&reason);
-                tracing::warn!(sink = %name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
+                ledger.health.failed(&reason);
+                tracing::warn!(sink = %ledger.name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
+                ledger.flush().await;
                 if sleep_or_stop(backoff, shutdown).await {
                     return None;
                 }
@@ -213,7 +281,11 @@ async fn deliver_until_settled<D: Deliver>(
 }
 
 enum Settle {
+    /// Delivered and acknowledged downstream.
     Ack,
+    /// Not for this sink (another source): passed over.
+    Skip,
+    /// Refused for good: parked with the reason.
     Park(String),
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use labagent_store::{Error, Kind, NewRecord, RecordId, Store};
+use labagent_store::{Error, Kind, NewRecord, RecordId, Settlement, Store};
 
 use crate::common::*;
 
@@ -68,6 +68,46 @@ fn append_get_peek_ack_and_reopen() {
     assert_eq!(ids(&store.peek("mllp", 10).unwrap()), vec![2]);
     assert_eq!(ids(&store.peek("file", 10).unwrap()), vec![1, 2]);
     assert_eq!(store.append(&rec("MSG0003", b"")).unwrap().get(), 3);
+}
+
+#[test]
+fn settle_applies_a_batch_in_order_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), opts(&["s"])).unwrap();
+    for i in 0..6 {
+        store.append(&rec(&format!("M{i}"), b"p")).unwrap();
+    }
+    let id = RecordId::new;
+    let park = |n, reason| Settlement::Park {
+        id: id(n),
+        reason,
+        now_ms: 7,
+    };
+    store
+        .settle(
+            "s",
+            &[
+                Settlement::Ack(id(1)),
+                park(2, "AE"),
+                Settlement::Ack(id(3)),
+            ],
+        )
+        .unwrap();
+    assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![4, 5, 6]);
+    // A batch with an out-of-order ack is refused whole: 4 stays unacknowledged.
+    assert!(matches!(
+        store.settle("s", &[Settlement::Ack(id(4)), Settlement::Ack(id(6))]),
+        Err(Error::NotNext { .. })
+    ));
+    assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![4, 5, 6]);
+    drop(store);
+    let (store, _) = Store::open(dir.path(), opts(&["s"])).unwrap();
+    assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![4, 5, 6], "durable");
+    let parked = store.parked("s").unwrap();
+    assert_eq!(
+        (parked.len(), parked[0].id, parked[0].reason.as_str()),
+        (1, id(2), "AE")
+    );
 }
 
 #[test]
