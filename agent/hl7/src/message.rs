@@ -144,7 +144,21 @@ fn mllp_bounds(input: &[u8]) -> (usize, usize) {
         end -= 1;
     }
     if end > start && input[end - 1] == MLLP_END {
+        // A run of end blocks (FS, each maybe followed by CR/LF) is all framing: a stray FS
+        // must not survive as content, or re-encoding the message and parsing it
+        // again would strip it then (found by the hl7_parse fuzz target).
         end -= 1;
+        loop {
+            let mut e = end;
+            while e > start && matches!(input[e - 1], b'\r' | b'\n') {
+                e -= 1;
+            }
+            if e > start && input[e - 1] == MLLP_END {
+                end = e - 1;
+            } else {
+                break;
+            }
+        }
     } else {
         // No end block: only line ends are framing; trailing spaces may be data (a value).
         end = input.len();
@@ -699,6 +713,15 @@ impl<'m> Component<'m> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_run_of_end_blocks_is_all_framing() {
+        // Regression from the hl7_parse fuzz target: parse, encode, parse must be stable.
+        let m = Message::parse(b"MSH|^~\\&|A\rOBX|1\x1c\x1c\r").unwrap();
+        assert_eq!(m.encode(), "MSH|^~\\&|A\rOBX|1\r");
+        let again = Message::parse(m.encode().as_bytes()).unwrap();
+        assert_eq!(again.encode(), m.encode());
+    }
+
     use super::*;
 
     const SAMPLE: &str = "MSH|^~\\&|XN|LAB|EHR|CLINIC|20260329013000+0000||ORU^R01^ORU_R01|C1|P|2.5.1\rPID|1||123^^^NHS^NH~456^^^LAB^MR||Smith^Ann\rOBX|1|ST|X^Y||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f|||A~B\rZRI|ASY\r";
