@@ -123,11 +123,12 @@ pub enum ParseError {
     },
 }
 
-/// Removes one MLLP envelope (`<VT> … <FS><CR>`) and surrounding whitespace, if present.
+/// Removes the MLLP envelope (`<VT> … <FS><CR>`) and surrounding whitespace, if present.
 ///
-/// Tolerates a missing start or end block (corpus captures keep only one of them), and LF
-/// instead of CR after FS. Without an end block only trailing CR/LF are removed, since trailing
-/// spaces may belong to the last value.
+/// Tolerates a missing start or end block (corpus captures keep only one of them), LF instead
+/// of CR after FS, and repeated end blocks: with an end block, the whole trailing run of
+/// whitespace and FS bytes is framing. Without one, only trailing CR/LF are removed, since
+/// trailing spaces may belong to the last value.
 pub fn strip_mllp(input: &[u8]) -> &[u8] {
     let (start, end) = mllp_bounds(input);
     &input[start..end]
@@ -139,33 +140,23 @@ fn mllp_bounds(input: &[u8]) -> (usize, usize) {
     if input.get(start) == Some(&MLLP_START) {
         start += 1;
     }
-    let mut end = input.len();
-    while end > start && ws(&input[end - 1]) {
-        end -= 1;
+    // The trailing run of whitespace and FS bytes: when it holds an FS (an end block), the
+    // whole run is framing, so parse -> encode -> parse is stable whatever the sender put
+    // around its end blocks (found by the hl7_parse fuzz target).
+    let mut tail = input.len();
+    while tail > start && (ws(&input[tail - 1]) || input[tail - 1] == MLLP_END) {
+        tail -= 1;
     }
-    if end > start && input[end - 1] == MLLP_END {
-        // A run of end blocks (FS, each maybe followed by CR/LF) is all framing: a stray FS
-        // must not survive as content, or re-encoding the message and parsing it
-        // again would strip it then (found by the hl7_parse fuzz target).
-        end -= 1;
-        loop {
-            let mut e = end;
-            while e > start && matches!(input[e - 1], b'\r' | b'\n') {
-                e -= 1;
-            }
-            if e > start && input[e - 1] == MLLP_END {
-                end = e - 1;
-            } else {
-                break;
-            }
-        }
+    let end = if input[tail..].contains(&MLLP_END) {
+        tail
     } else {
         // No end block: only line ends are framing; trailing spaces may be data (a value).
-        end = input.len();
+        let mut end = input.len();
         while end > start && matches!(input[end - 1], b'\r' | b'\n') {
             end -= 1;
         }
-    }
+        end
+    };
     (start, end)
 }
 
@@ -770,8 +761,11 @@ mod tests {
             let m = Message::parse(input).unwrap();
             assert_eq!(m.encode(), SAMPLE);
         }
-        assert_eq!(strip_mllp(b"\x0bMSH|x\r\x1c\r"), b"MSH|x\r".as_slice());
-        assert_eq!(strip_mllp(b"MSH|x\n\x1c\n"), b"MSH|x\n".as_slice());
+        // With an end block, the whole trailing run of whitespace and FS is framing.
+        assert_eq!(strip_mllp(b"\x0bMSH|x\r\x1c\r"), b"MSH|x".as_slice());
+        assert_eq!(strip_mllp(b"MSH|x\n\x1c\n"), b"MSH|x".as_slice());
+        // Without one, only line ends are: trailing spaces may be part of a value.
+        assert_eq!(strip_mllp(b"MSH|x  \r\n"), b"MSH|x  ".as_slice());
     }
 
     #[test]
