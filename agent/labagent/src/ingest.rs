@@ -22,7 +22,7 @@ impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kind, len) = match &self.payload {
             Payload::Astm { text, .. } => ("astm", text.len()),
-            Payload::Hl7 { bytes } => ("hl7", bytes.len()),
+            Payload::Hl7 { bytes, .. } => ("hl7", bytes.len()),
         };
         f.debug_struct("Inbound")
             .field("source", &self.source)
@@ -46,6 +46,9 @@ pub enum Payload {
     Hl7 {
         /// The message bytes.
         bytes: Vec<u8>,
+        /// Its MSH-10, or why it could not be parsed: the source has parsed it already (to
+        /// build the ACK), so the commit path does not parse it again.
+        control_id: Result<String, String>,
     },
 }
 

@@ -169,7 +169,9 @@ impl Pipeline {
         let received_ms = unix_ms(inbound.received);
         match &inbound.payload {
             Payload::Astm { text, .. } => self.ingest_astm(&inbound.source, text, received_ms),
-            Payload::Hl7 { bytes } => self.ingest_hl7(&inbound.source, bytes, received_ms),
+            Payload::Hl7 { bytes, control_id } => {
+                self.ingest_hl7(&inbound.source, bytes, control_id, received_ms)
+            }
         }
     }
 
@@ -251,15 +253,15 @@ impl Pipeline {
         &self,
         source: &str,
         bytes: &[u8],
+        control_id: &Result<String, String>,
         received_ms: i64,
     ) -> Result<Outcome, IngestError> {
-        let message = match labagent_hl7::Message::parse(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                return self.park_raw(source, bytes, Kind::RawHl7, &e.to_string(), received_ms);
+        let control_id = match control_id {
+            Ok(id) => id.clone(),
+            Err(reason) => {
+                return self.park_raw(source, bytes, Kind::RawHl7, reason, received_ms);
             }
         };
-        let control_id = message.control_id().into_owned();
         let record = NewRecord {
             control_id: &control_id,
             source,

@@ -232,6 +232,10 @@ async fn handle_message<I: Ingest>(
         source: source.clone(),
         payload: Payload::Hl7 {
             bytes: bytes.to_vec(),
+            control_id: parsed
+                .as_ref()
+                .map(|m| m.control_id().into_owned())
+                .map_err(ToString::to_string),
         },
         received: SystemTime::now(),
     };
