@@ -29,7 +29,7 @@ pub struct SourceHealth {
     refused: AtomicU64,
     last_frame_ms: AtomicI64,
     last_result_ms: AtomicI64,
-    last_error: Mutex<Option<(i64, String)>>,
+    last_error: LastErrorCell,
 }
 
 impl SourceHealth {
@@ -47,7 +47,7 @@ impl SourceHealth {
             refused: AtomicU64::new(0),
             last_frame_ms: AtomicI64::new(0),
             last_result_ms: AtomicI64::new(0),
-            last_error: Mutex::new(None),
+            last_error: LastErrorCell::default(),
         })
     }
 
@@ -95,9 +95,7 @@ impl SourceHealth {
 
     /// Records the latest problem.
     pub fn error(&self, reason: &str) {
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = Some((now_ms(), reason.to_string()));
-        }
+        self.last_error.set(reason);
     }
 
     /// A snapshot.
@@ -114,12 +112,7 @@ impl SourceHealth {
             refused: self.refused.load(Ordering::Relaxed),
             last_frame_ms: nonzero(self.last_frame_ms.load(Ordering::Relaxed)),
             last_result_ms: nonzero(self.last_result_ms.load(Ordering::Relaxed)),
-            last_error: self
-                .last_error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .map(|(at_ms, reason)| LastError { at_ms, reason }),
+            last_error: self.last_error.get(),
         }
     }
 }
@@ -138,7 +131,7 @@ pub struct SinkHealth {
     parked: AtomicU64,
     failures: AtomicU64,
     last_delivery_ms: AtomicI64,
-    last_error: Mutex<Option<(i64, String)>>,
+    last_error: LastErrorCell,
 }
 
 impl SinkHealth {
@@ -153,7 +146,7 @@ impl SinkHealth {
             parked: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_delivery_ms: AtomicI64::new(0),
-            last_error: Mutex::new(None),
+            last_error: LastErrorCell::default(),
         })
     }
 
@@ -184,9 +177,7 @@ impl SinkHealth {
     }
 
     fn set_error(&self, reason: &str) {
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = Some((now_ms(), reason.to_string()));
-        }
+        self.last_error.set(reason);
     }
 
     /// A snapshot (queue figures are filled in from the store by [`Health::snapshot`]).
@@ -200,17 +191,31 @@ impl SinkHealth {
             parked_total: self.parked.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             last_delivery_ms: nonzero(self.last_delivery_ms.load(Ordering::Relaxed)),
-            last_error: self
-                .last_error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .map(|(at_ms, reason)| LastError { at_ms, reason }),
+            last_error: self.last_error.get(),
             queue_depth: 0,
             queue_bytes: 0,
             oldest_pending_ms: None,
             parked: 0,
         }
+    }
+}
+
+/// The latest problem of a component, shared between the component and the snapshots.
+#[derive(Debug, Default)]
+struct LastErrorCell(Mutex<Option<LastError>>);
+
+impl LastErrorCell {
+    fn set(&self, reason: &str) {
+        if let Ok(mut e) = self.0.lock() {
+            *e = Some(LastError {
+                at_ms: now_ms(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    fn get(&self) -> Option<LastError> {
+        self.0.lock().ok().and_then(|e| e.clone())
     }
 }
 
