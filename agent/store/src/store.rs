@@ -1326,6 +1326,10 @@ impl Store {
             // Best effort: a leftover is removed at the next open.
             let _ = self.fs.remove_file(&p);
         }
+        // Sealing may free the old segment at once (every sink already acked all of it);
+        // otherwise it would linger until the next acknowledgement.
+        let doomed = lock(&self.state).collect_deletable();
+        self.unlink(doomed);
         Ok(())
     }
 
@@ -1345,8 +1349,6 @@ impl Store {
             return Ok(false);
         }
         self.rotate_locked(w)?;
-        let doomed = lock(&self.state).collect_deletable();
-        self.unlink(doomed);
         Ok(true)
     }
 

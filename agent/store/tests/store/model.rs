@@ -274,3 +274,15 @@ proptest! {
         run(actions);
     }
 }
+
+/// Found by CI: a segment sealed after every sink had acked all of it was kept until the next
+/// acknowledgement, which never came once everything was delivered.
+#[test]
+fn rotate_after_full_delivery_frees_the_sealed_segment() {
+    run(vec![
+        Action::Append(vec![0]),
+        Action::Ack(0),
+        Action::Ack(1),
+        Action::Rotate,
+    ]);
+}
