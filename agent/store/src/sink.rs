@@ -106,19 +106,21 @@ impl SinkState {
         }
     }
 
-    /// Acknowledges the head. `Err(head)` if `id` is not the head.
+    /// Acknowledges the head, or the head of the main stream, or any retried dead letter.
+    /// `Err(head)` otherwise. The latitude is for a sink that settles lazily: an operator's
+    /// retry puts entries in front of ones it has already delivered, and those deliveries
+    /// must still count (the order among the two groups does not matter to the cursor).
     pub(crate) fn ack(&mut self, id: u64, u: &impl Universe) -> Result<(), Option<u64>> {
-        let head = self.head(u);
-        if head != Some(id) {
-            return Err(head);
-        }
-        if self.parked.get(&id).is_some_and(|p| p.retrying) {
+        if self.parked.get(&id).is_some_and(|p| p.retrying) && u.exists(id) {
             self.parked.remove(&id);
-        } else {
+            return Ok(());
+        }
+        if id == self.cursor && id < u.next_id() && !self.parked.contains_key(&id) {
             self.cursor = id + 1;
             self.normalize(u);
+            return Ok(());
         }
-        Ok(())
+        Err(self.head(u))
     }
 
     /// Parks a pending entry. `Err(())` if it is not pending.

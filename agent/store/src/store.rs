@@ -1389,13 +1389,26 @@ impl Store {
     /// Up to `max` entries the sink has not yet acknowledged, in delivery order: retried dead
     /// letters first (ascending id), then the rest in id order, parked entries skipped.
     pub fn peek(&self, sink: &str, max: usize) -> Result<Vec<Entry>> {
+        self.peek_except(sink, max, &std::collections::HashSet::new())
+    }
+
+    /// Like [`Store::peek`], leaving out (unread) the entries in `except`, such as a sink's
+    /// delivered but not yet settled ones: up to `max` entries that follow them.
+    pub fn peek_except(
+        &self,
+        sink: &str,
+        max: usize,
+        except: &std::collections::HashSet<RecordId>,
+    ) -> Result<Vec<Entry>> {
         let locs = {
             let mut st = lock(&self.state);
             let s = st.sinks.get(sink).ok_or_else(|| Error::UnknownSink {
                 sink: sink.to_string(),
             })?;
-            let ids = s.delivery(&*st, max);
+            let ids = s.delivery(&*st, max.saturating_add(except.len()));
             ids.into_iter()
+                .filter(|id| !except.contains(&RecordId(*id)))
+                .take(max)
                 .map(|id| Ok((id, st.locate(id)?)))
                 .collect::<Result<Vec<_>>>()?
         };
@@ -1403,7 +1416,9 @@ impl Store {
     }
 
     /// Records that the sink delivered `id` (its downstream acknowledged it). `id` must be the
-    /// sink's next entry ([`Error::NotNext`] otherwise). The new cursor is durable on return.
+    /// sink's next entry, the next entry of its main stream (behind retried dead letters), or a
+    /// retried dead letter ([`Error::NotNext`] otherwise): deliveries made before an operator's
+    /// retry stay valid. The new cursor is durable on return.
     pub fn ack(&self, sink: &str, id: RecordId) -> Result<()> {
         self.sink_op(sink, "ack", |s, st| {
             s.ack(id.0, st).map_err(|expected| Error::NotNext {

@@ -13,7 +13,8 @@ pub mod mqtt;
 use crate::health::SinkHealth;
 use crate::pipeline::{Pipeline, unix_ms};
 use crate::retry::{Backoff, jitter_seed};
-use labagent_store::{Entry, Kind, Settlement};
+use labagent_store::{Entry, Kind, RecordId, Settlement};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,18 +42,25 @@ pub trait Deliver: Send + 'static {
     }
 }
 
-/// Entries fetched (and settled with one durable write) at a time.
+/// Entries fetched from the store at a time.
 const BATCH: usize = 64;
-/// Settled outcomes are written at least this often while a batch is delivered, so the queue
-/// depth shown to operators follows the deliveries.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Delivered outcomes are written to the store (one durable write for all of them) at the latest
+/// this long after the oldest of them was delivered, ...
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// ... or once this many are waiting, ...
+const FLUSH_MAX: usize = 1024;
+/// ... or when the queue has been empty this long, so an idle sink's cursor is on disk at once.
+const FLUSH_IDLE: Duration = Duration::from_millis(5);
 
 /// Runs one sink until shutdown.
 ///
-/// Entries are fetched in batches and delivered one at a time, in order; their outcomes are
-/// recorded in the store with one durable write per batch (or every [`FLUSH_EVERY`], and always
-/// before waiting out a failure), instead of one file replacement per message. A crash before
-/// that write redelivers at most one batch, with the same control ids (at least once).
+/// Entries are delivered one at a time, in order. Their outcomes are recorded in the store
+/// lazily, with one durable write per [`FLUSH_EVERY`] / [`FLUSH_MAX`] / [`FLUSH_IDLE`] (and
+/// always before waiting out a failure and at shutdown), instead of a file replacement per
+/// message: a steady stream from one sender would otherwise pay two more syncs per message than
+/// its ingest. The price is bounded: a crash loses at most those unwritten outcomes, whose
+/// entries are then delivered again with the same control ids (at least once, as after any
+/// crash between a downstream ACK and the cursor write).
 pub async fn run_sink<D: Deliver>(
     name: String,
     sources: Vec<String>,
@@ -70,7 +78,8 @@ pub async fn run_sink<D: Deliver>(
         pipeline: pipeline.clone(),
         health: health.clone(),
         pending: Vec::new(),
-        flushed_at: Instant::now(),
+        unsettled: HashSet::new(),
+        oldest: None,
     };
     loop {
         let committed = pipeline.committed.clone();
@@ -79,22 +88,48 @@ pub async fn run_sink<D: Deliver>(
         notified.as_mut().enable();
         let batch = {
             let (p, n) = (pipeline.clone(), name.clone());
-            tokio::task::spawn_blocking(move || {
+            let except = std::mem::take(&mut ledger.unsettled);
+            let r = tokio::task::spawn_blocking(move || {
                 let _guard = p.catalog.lock();
-                p.store().peek(&n, BATCH)
+                let r = p.store().peek_except(&n, BATCH, &except);
+                (r, except)
             })
-            .await
+            .await;
+            match r {
+                Ok((r, except)) => {
+                    ledger.unsettled = except;
+                    Ok(r)
+                }
+                Err(e) => Err(e),
+            }
         };
         let batch = match batch {
             Ok(Ok(b)) if b.is_empty() => {
-                tokio::select! {
-                    () = &mut notified => continue,
-                    () = shutdown.cancelled() => return,
+                if ledger.pending.is_empty() {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                } else {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep(FLUSH_IDLE) => {
+                            if !ledger.flush().await && sleep_or_stop(&mut backoff, &shutdown).await {
+                                return;
+                            }
+                        }
+                        () = shutdown.cancelled() => {
+                            ledger.flush().await;
+                            return;
+                        }
+                    }
                 }
+                continue;
             }
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(sink = %name, error = %e, "cannot read the store");
+                ledger.flush().await;
                 if sleep_or_stop(&mut backoff, &shutdown).await {
                     return;
                 }
@@ -133,13 +168,14 @@ pub async fn run_sink<D: Deliver>(
                 ledger.flush().await;
                 return;
             };
-            ledger.pending.push((entry, outcome));
-            if ledger.flushed_at.elapsed() >= FLUSH_EVERY {
-                ledger.flush().await;
+            ledger.push(entry, outcome);
+            if ledger.due() && !ledger.flush().await {
+                if sleep_or_stop(&mut backoff, &shutdown).await {
+                    return;
+                }
+                // The store did not take the outcomes: fetch from the cursor again.
+                break;
             }
-        }
-        if !ledger.flush().await && sleep_or_stop(&mut backoff, &shutdown).await {
-            return;
         }
     }
 }
@@ -150,14 +186,29 @@ struct Ledger {
     pipeline: Arc<Pipeline>,
     health: Arc<SinkHealth>,
     pending: Vec<(Entry, Settle)>,
-    flushed_at: Instant,
+    /// The ids in `pending`, left out when the store is read for more.
+    unsettled: HashSet<RecordId>,
+    /// When the oldest of `pending` was delivered.
+    oldest: Option<Instant>,
 }
 
 impl Ledger {
+    fn push(&mut self, entry: Entry, outcome: Settle) {
+        self.oldest.get_or_insert_with(Instant::now);
+        self.unsettled.insert(entry.id);
+        self.pending.push((entry, outcome));
+    }
+
+    /// Whether the pending outcomes must be written now.
+    fn due(&self) -> bool {
+        self.pending.len() >= FLUSH_MAX || self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_EVERY)
+    }
+
     /// Writes the pending outcomes with one durable store write; false when that failed (the
     /// entries will be delivered again).
     async fn flush(&mut self) -> bool {
-        self.flushed_at = Instant::now();
+        self.oldest = None;
+        self.unsettled.clear();
         if self.pending.is_empty() {
             return true;
         }

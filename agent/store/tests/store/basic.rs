@@ -164,14 +164,17 @@ fn park_skips_and_retry_redelivers_first() {
     assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![2, 5]);
     store.retry_all("s").unwrap();
     assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![2, 4, 5]);
-    assert!(matches!(store.ack("s", id(5)), Err(Error::NotNext { .. })));
+    // Already acknowledged: refused.
+    assert!(matches!(store.ack("s", id(3)), Err(Error::NotNext { .. })));
+    // The main stream's head, delivered before the retries were queued in front of it: taken.
+    store.ack("s", id(5)).unwrap();
     store.ack("s", id(2)).unwrap();
     drop(store);
     let (store, _) = Store::open(dir.path(), opts(&["s"])).unwrap();
-    assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![4, 5]);
+    assert_eq!(ids(&store.peek("s", 10).unwrap()), vec![4]);
     assert!(store.parked("s").unwrap().is_empty());
     let st = store.status().unwrap();
-    assert_eq!((st.sinks[0].pending, st.sinks[0].parked), (2, 0));
+    assert_eq!((st.sinks[0].pending, st.sinks[0].parked), (1, 0));
 }
 
 #[test]
