@@ -85,10 +85,22 @@
 //! `fdatasync` per round, not N. There is no timer: a lone writer pays exactly one write and one
 //! `fdatasync` per record. [`Store::append_batch`] commits several records as one unit.
 //!
+//! # Preallocation
+//!
+//! The active segment is kept zero-filled up to [`Options::preallocate_bytes`] (1 MiB) beyond
+//! its last record: when a group passes the zero-filled end, the leader writes the next step of
+//! zeros with it, under the same `fdatasync`. Most commits then overwrite blocks the file already
+//! has, so their `fdatasync` flushes data only instead of also committing a new file size
+//! through the file system's journal (PostgreSQL zero-fills its WAL segments for the same
+//! reason); on ext4 this makes a lone writer's commit about a third cheaper. The zeros count in
+//! [`Status::total_bytes`] and never take the store past `max_bytes` nor a segment past
+//! `segment_bytes`. Sealing cuts them off, so sealed segments end at their last record.
+//!
 //! # Rotation
 //!
 //! Before a unit that would take the active segment past `segment_bytes` (and the segment already
-//! holds a record), the leader seals it by renaming it to `seg-<first>-<end>.log`, creates
+//! holds a record), the leader seals it (truncates its zeros, `fdatasync`, renames it to
+//! `seg-<first>-<end>.log`), creates
 //! `seg-<end>.log` with its header, `fdatasync`s it and fsyncs the directory (one directory fsync
 //! makes both the rename and the creation durable). A unit is never split across segments.
 //!
@@ -123,7 +135,9 @@
 //! 2. List segments. Sealed ones are trusted from their names: they are **not read** (only opened
 //!    and sized). An unsealed segment that is not the newest is an interrupted rotation and is
 //!    sealed with the next segment's first id as its end.
-//! 3. CRC-scan the newest, unsealed segment (the tail) record by record. At the first record that
+//! 3. CRC-scan the newest, unsealed segment (the tail) record by record. Zeros from the end of
+//!    the last record to the end of the file are preallocated space, not damage, and are kept.
+//!    Otherwise, at the first record that
 //!    is torn, out of range, fails its CRC or has an unexpected id, the rest is cut (`ftruncate`
 //!    plus `fdatasync`) and described in [`RecoveryReport::damage`]. A resynchronising scan counts
 //!    CRC-valid records after the damage; if there are any (media corruption rather than a torn

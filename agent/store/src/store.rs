@@ -35,6 +35,11 @@ pub struct Options {
     /// Largest record body (metadata plus payload) accepted. Default 16 MiB, at most
     /// [`MAX_RECORD_LEN`].
     pub max_record_bytes: u32,
+    /// The active segment is zero-filled this far ahead of its last record (in steps of this
+    /// size, never past `segment_bytes` nor `max_bytes`), so that most commits overwrite blocks
+    /// the file already has and their `fdatasync` need not also commit a new file size. Default
+    /// 1 MiB; 0 turns it off.
+    pub preallocate_bytes: u64,
     /// The file system. Default [`RealFs`].
     pub fs: Arc<dyn Fs>,
 }
@@ -51,6 +56,7 @@ impl Options {
             segment_bytes: 32 << 20,
             max_bytes: 1 << 30,
             max_record_bytes: 16 << 20,
+            preallocate_bytes: 1 << 20,
             fs: Arc::new(RealFs),
         }
     }
@@ -62,8 +68,6 @@ pub enum DamageKind {
     /// The last record (or its header) extends past the end of the file: a write torn by a
     /// crash. Expected after power loss; the record was never acknowledged.
     TornRecord,
-    /// The rest of the file is zero bytes (file size grew but data never reached the disk).
-    ZeroFill,
     /// A record's length field is out of range.
     BadLength,
     /// A record's CRC-32C does not match.
@@ -237,7 +241,10 @@ struct Segment {
 struct State {
     segments: BTreeMap<u64, Segment>,
     next_id: u64,
+    /// Bytes of all segments' journal content ([`Segment::len`]).
     total_bytes: u64,
+    /// Zero-filled bytes after the active segment's last record.
+    preallocated: u64,
     sinks: BTreeMap<String, SinkState>,
     deletion_error: Option<String>,
 }
@@ -436,12 +443,10 @@ fn scan_tail(file: &dyn FsFile, path: &Path, first: u64, file_len: u64) -> Resul
     offsets.push(off);
     let damage = match damage {
         None => None,
-        Some(kind) => {
-            // A region of zeros is what a crash leaves when the size reached the disk but the
-            // data did not; classify it so the report reads as a torn write.
-            let zero = all_zero(&mut r, off, file_len).map_err(io_err("read", path))?;
-            Some((off, if zero { DamageKind::ZeroFill } else { kind }))
-        }
+        // Zeros to the end: space preallocated after the last record (or a write whose size
+        // reached the disk but whose data did not, which was never acknowledged either).
+        Some(_) if all_zero(&mut r, off, file_len).map_err(io_err("read", path))? => None,
+        Some(kind) => Some((off, kind)),
     };
     Ok(TailScan { offsets, damage })
 }
@@ -544,6 +549,8 @@ struct Active {
     file: Arc<dyn FsFile>,
     /// Committed length (header and synced records).
     len: u64,
+    /// File size: `len` plus zero-filled space (see [`Options::preallocate_bytes`]).
+    allocated: u64,
 }
 
 /// One queued append (a single record or a batch).
@@ -583,6 +590,7 @@ pub struct Store {
     segment_bytes: u64,
     max_bytes: u64,
     max_record_bytes: u32,
+    preallocate_bytes: u64,
     read_only: bool,
     _lock: Option<File>,
     queue: Mutex<Queue>,
@@ -878,6 +886,11 @@ impl Store {
                         first,
                         file: file.clone(),
                         len: valid_end,
+                        allocated: if report.damage.is_some() {
+                            valid_end
+                        } else {
+                            file_len
+                        },
                     });
                 }
                 segments.insert(
@@ -940,6 +953,10 @@ impl Store {
             if let Some(a) = active.take() {
                 // Seal the tail at its real end; a new segment starts at `needed`.
                 let from = dir.join(seg_name(a.first, None));
+                if a.allocated > a.len {
+                    a.file.set_len(a.len).map_err(io_err("truncate", &from))?;
+                    a.file.sync_data().map_err(io_err("fdatasync", &from))?;
+                }
                 let to = dir.join(seg_name(a.first, Some(next_id)));
                 fs.rename(&from, &to).map_err(io_err("rename", &from))?;
                 dir_dirty = true;
@@ -963,10 +980,12 @@ impl Store {
         report.new_sinks = new_sinks.clone();
 
         let total_bytes = segments.values().map(|s| s.len).sum();
+        let preallocated = active.as_ref().map_or(0, |a| a.allocated - a.len);
         let mut state = State {
             segments,
             next_id,
             total_bytes,
+            preallocated,
             sinks,
             deletion_error: None,
         };
@@ -982,6 +1001,7 @@ impl Store {
             segment_bytes: opts.segment_bytes,
             max_bytes: opts.max_bytes,
             max_record_bytes: opts.max_record_bytes,
+            preallocate_bytes: opts.preallocate_bytes,
             read_only: ro,
             _lock: lock_file,
             queue: Mutex::new(Queue::default()),
@@ -995,6 +1015,7 @@ impl Store {
                 segments: BTreeMap::new(),
                 next_id,
                 total_bytes: 0,
+                preallocated: 0,
                 sinks: BTreeMap::new(),
                 deletion_error: None,
             }),
@@ -1188,6 +1209,25 @@ impl Store {
             }
     }
 
+    /// The file size the active segment should have once records up to `end` are written: its
+    /// current size, or when `end` passes it, `end` plus one preallocation step, capped by the
+    /// segment size and by what `max_bytes` leaves.
+    fn extend_to(&self, a: &Active, end: u64) -> u64 {
+        if end <= a.allocated {
+            return a.allocated;
+        }
+        if self.preallocate_bytes == 0 {
+            return end;
+        }
+        let others = lock(&self.state).total_bytes - a.len;
+        let budget = self.max_bytes.saturating_sub(others);
+        end.max(
+            end.saturating_add(self.preallocate_bytes)
+                .min(self.segment_bytes)
+                .min(budget),
+        )
+    }
+
     fn used(&self, g: &Group) -> u64 {
         lock(&self.state).total_bytes + g.buf.len() as u64
     }
@@ -1208,7 +1248,15 @@ impl Store {
             return Err(e);
         };
         let path = self.dir.join(seg_name(a.first, None));
+        let end = a.len + group.buf.len() as u64;
+        let allocated = self.extend_to(a, end);
         let r = write_all_at(&*a.file, &group.buf, a.len)
+            .and_then(|()| {
+                // One zero-fill per `preallocate_bytes`, synced with these records.
+                let zeros =
+                    vec![0u8; usize::try_from(allocated - end.max(a.allocated)).unwrap_or(0)];
+                write_all_at(&*a.file, &zeros, end.max(a.allocated))
+            })
             .map_err(io_err("write", &path))
             .and_then(|()| a.file.sync_data().map_err(io_err("fdatasync", &path)));
         if let Err(e) = r {
@@ -1225,6 +1273,8 @@ impl Store {
             if a.file.set_len(a.len).is_err() || sync_failed {
                 w.must_rotate = true;
             }
+            a.allocated = a.len;
+            lock(&self.state).preallocated = 0;
             for (t, _, _) in &group.units {
                 out.push((*t, Err(e.duplicate())));
             }
@@ -1232,7 +1282,8 @@ impl Store {
         }
         let count: u64 = group.units.iter().map(|u| u.2).sum();
         let base = a.len;
-        a.len += group.buf.len() as u64;
+        a.len = end;
+        a.allocated = allocated;
         w.next_id += count;
         {
             let mut st = lock(&self.state);
@@ -1247,6 +1298,7 @@ impl Store {
             }
             st.next_id = w.next_id;
             st.total_bytes += group.buf.len() as u64;
+            st.preallocated = a.allocated - a.len;
         }
         for (t, first, n) in group.units {
             out.push((t, Ok((first..first + n).map(RecordId).collect())));
@@ -1258,10 +1310,24 @@ impl Store {
     /// `next_id` (header, fdatasync, directory fsync). Caller holds the writer lock.
     fn rotate_locked(&self, w: &mut Writer) -> Result<()> {
         let mut empty_leftover = None;
-        if let Some(a) = w.active.take() {
+        if let Some(mut a) = w.active.take() {
             let end = w.next_id;
             let from = self.dir.join(seg_name(a.first, None));
             let to = self.dir.join(seg_name(a.first, Some(end)));
+            if a.allocated > a.len {
+                // A sealed segment ends at its last record.
+                let cut = a
+                    .file
+                    .set_len(a.len)
+                    .map_err(io_err("truncate", &from))
+                    .and_then(|()| a.file.sync_data().map_err(io_err("fdatasync", &from)));
+                if let Err(e) = cut {
+                    w.active = Some(a);
+                    return Err(e);
+                }
+                a.allocated = a.len;
+                lock(&self.state).preallocated = 0;
+            }
             if let Err(e) = self.fs.rename(&from, &to) {
                 w.active = Some(a);
                 return Err(io_err("rename", &from)(e));
@@ -1321,6 +1387,7 @@ impl Store {
             first,
             file,
             len: SEG_HEADER_LEN,
+            allocated: SEG_HEADER_LEN,
         });
         if let Some(p) = empty_leftover {
             // Best effort: a leftover is removed at the next open.
@@ -1605,7 +1672,7 @@ impl Store {
         }
         Ok(Status {
             sinks,
-            total_bytes: st.total_bytes,
+            total_bytes: st.total_bytes + st.preallocated,
             max_bytes: self.max_bytes,
             segments: st.segments.len(),
             next_id: RecordId(st.next_id),

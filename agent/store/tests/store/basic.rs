@@ -304,10 +304,12 @@ fn second_writer_is_locked_out_and_read_only_works_meanwhile() {
         }
         other => panic!("expected Locked, got {other:?}"),
     }
-    // Simulate a write in progress: a torn record at the tail.
+    // Simulate a write in progress: a torn record after the last one, in the preallocated zeros.
     let tail = seg_files(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&tail).unwrap();
-    bytes.extend_from_slice(&[0x40, 0, 0, 0, 1, 2, 3]);
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(bytes.len() >= end + 7, "no preallocated space");
+    bytes[end..end + 7].copy_from_slice(&[0x40, 0, 0, 0, 1, 2, 3]);
     std::fs::write(&tail, &bytes).unwrap();
     let snapshot = listing(dir.path());
 
@@ -339,7 +341,7 @@ fn second_writer_is_locked_out_and_read_only_works_meanwhile() {
     // The writer is gone: the next writer cuts the torn tail.
     let (_, report) = Store::open(dir.path(), opts(&["s"])).unwrap();
     let d = report.damage.unwrap();
-    assert_eq!(d.bytes, 7);
+    assert_eq!(d.bytes, (bytes.len() - end) as u64);
     assert_eq!(d.valid_records_after, 0);
     assert!(d.quarantined.is_none());
 }
@@ -395,7 +397,10 @@ fn interrupted_rotation_temp_files_and_corrupt_sink_state() {
 #[test]
 fn lost_ids_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path(), opts(&["a", "b"])).unwrap();
+    // No preallocated zeros: the test cuts records off the end of the file.
+    let mut o = opts(&["a", "b"]);
+    o.preallocate_bytes = 0;
+    let (store, _) = Store::open(dir.path(), o).unwrap();
     for i in 0..5 {
         store.append(&rec(&format!("M{i}"), b"payload")).unwrap();
     }
@@ -471,4 +476,67 @@ fn group_commit_shares_fsyncs() {
         let (t, s) = e.control_id.split_once('-').unwrap();
         assert_eq!(e.payload, payload(t.parse().unwrap(), s.parse().unwrap()));
     }
+}
+
+#[test]
+fn the_active_segment_is_preallocated_and_sealed_segments_end_at_their_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&["s"]);
+    o.segment_bytes = 64 << 10;
+    o.preallocate_bytes = 16 << 10;
+    let (store, _) = Store::open(dir.path(), o.clone()).unwrap();
+    let body = [b'x'; 100];
+    store.append(&rec("M0", &body)).unwrap();
+    let tail = seg_files(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&tail).unwrap();
+    let logical = 24 + 8 + 20 + 2 + 10 + 100;
+    assert_eq!(bytes.len(), logical + (16 << 10), "one step of zeros");
+    assert!(bytes[logical..].iter().all(|&b| b == 0));
+    assert_eq!(store.status().unwrap().total_bytes, seg_bytes(dir.path()));
+    // Fill a few segments: each step is at most the segment size.
+    for i in 1..2000 {
+        store.append(&rec(&format!("M{i}"), &body)).unwrap();
+        if i % 250 == 0 {
+            assert_eq!(store.status().unwrap().total_bytes, seg_bytes(dir.path()));
+        }
+    }
+    let segs = seg_files(dir.path());
+    assert!(segs.len() > 3);
+    for s in &segs[..segs.len() - 1] {
+        let b = std::fs::read(s).unwrap();
+        assert!(b.len() as u64 <= (64 << 10) + 200, "{}", s.display());
+        assert_eq!(
+            *b.last().unwrap(),
+            b'x',
+            "sealed segment ends at its last record"
+        );
+    }
+    drop(store);
+    let (store, report) = Store::open(dir.path(), o).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let all = store.peek("s", usize::MAX).unwrap();
+    assert_eq!(all.len(), 2000);
+    assert_eq!(all[1999].control_id, "M1999");
+    // Appends go on in the zeros after a reopen.
+    store.append(&rec("M2000", &body)).unwrap();
+    assert_eq!(store.peek("s", usize::MAX).unwrap().len(), 2001);
+}
+
+#[test]
+fn preallocation_never_takes_the_store_past_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&["s"]);
+    o.max_bytes = 6000;
+    o.segment_bytes = 4096;
+    o.preallocate_bytes = 1 << 20;
+    let (store, _) = Store::open(dir.path(), o).unwrap();
+    store.append(&rec("M0", b"abc")).unwrap();
+    assert_eq!(seg_bytes(dir.path()), 4096, "capped by the segment size");
+    let mut n = 1;
+    while store.append(&rec(&format!("M{n}"), &[b'y'; 200])).is_ok() {
+        n += 1;
+        assert!(seg_bytes(dir.path()) <= 6000, "{}", seg_bytes(dir.path()));
+    }
+    assert!(n > 20, "only {n} records fit");
+    assert_eq!(seg_files(dir.path()).len(), 2);
 }
