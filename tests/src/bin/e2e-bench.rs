@@ -10,7 +10,9 @@
 //! `<target>/e2e-bench-tmp/`, so all disk figures come from the same file system; `/tmp` can be a
 //! tmpfs on other machines, which would make the disk references meaningless):
 //!
-//! * (a) raw fdatasync loop: one 1 KiB `pwrite` + `fdatasync` per record, one thread.
+//! * (a) raw fdatasync loop: one 1 KiB `pwrite` + `fdatasync` per record, one thread, appending
+//!   to a new file (the target's reference). (a2) the same loop overwriting a file zero-filled
+//!   beforehand, shown as the floor for a store that preallocates, as labagent's does.
 //! * (b) raw group-commit loop: 8 threads each hand a 1 KiB record to one writer and wait; the
 //!   writer writes everything queued with one `pwrite` and one `fdatasync`.
 //! * (c) echo-ACK MLLP server with no store (thread per connection, AA at once): the ceiling of
@@ -183,8 +185,19 @@ fn raw_file(dir: &Path) -> Res<File> {
 }
 
 fn raw_fdatasync(parent: &Path, n: u64) -> Res<f64> {
+    raw_fdatasync_in(parent, n, false)
+}
+
+/// The same loop over a file zero-filled (and synced) beforehand: what a store that preallocates
+/// its segments pays per commit, shown next to (a) as the floor.
+fn raw_fdatasync_in(parent: &Path, n: u64, prezeroed: bool) -> Res<f64> {
     let dir = tempfile::tempdir_in(parent).map_err(|e| e.to_string())?;
     let f = raw_file(dir.path())?;
+    if prezeroed {
+        f.write_all_at(&vec![0u8; RECORD * n as usize], 0)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| e.to_string())?;
+    }
     let p = vec![0x5Au8; RECORD];
     let t = Instant::now();
     let mut off = 0;
@@ -1393,6 +1406,7 @@ fn run() -> Res<()> {
         .map(|_| raw_fdatasync(&parent, fsync_n))
         .collect::<Res<_>>()?;
     let fsync_ref = median(fsync_rounds.clone());
+    let fsync_zeroed = raw_fdatasync_in(&parent, fsync_n, true)?;
     eprintln!("  (b) raw group commit, 8 threads, {group_n} x 1 KiB, 3 rounds ...");
     let group: Vec<(f64, f64)> = (0..3)
         .map(|_| raw_group_commit(&parent, group_n, 8))
@@ -1426,6 +1440,12 @@ fn run() -> Res<()> {
     let mut rows = vec![
         Row::info("(a) raw fdatasync loop, 1 KiB", fsync_ref, "rec/s")
             .note(format!("after the run: {fsync_after:.0}/s")),
+        Row::info(
+            "(a2) the same, overwriting a zero-filled file",
+            fsync_zeroed,
+            "rec/s",
+        )
+        .note("the floor for a store that preallocates (labagent does)"),
         Row::info("(b) raw group commit, 8 threads, 1 KiB", group_ref, "rec/s")
             .note(format!("{group_batch:.1} records per fdatasync")),
         Row::info("(c) echo-ACK MLLP, no store, 1 sender", echo1, "msg/s"),

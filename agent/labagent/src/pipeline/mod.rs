@@ -1,6 +1,6 @@
 //! The ingest path: translate, assign MSH-10, append and fsync in the store, then tell the sinks.
 //!
-//! Everything here runs on blocking threads (`spawn_blocking`): the store is synchronous by
+//! Everything here runs as blocking code ([`crate::blocking::run`]): the store is synchronous by
 //! design (it fsyncs), and translation is CPU work. A message that cannot be parsed or
 //! translated is stored raw and parked for every sink that takes its source, with the reason, so
 //! nothing is silently dropped and an operator can see it in `labagent queue`.
@@ -328,8 +328,8 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 impl Ingest for Arc<Pipeline> {
     async fn ingest(&self, inbound: Inbound) -> Result<Outcome, IngestError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.ingest_blocking(&inbound))
+        crate::blocking::run(move || this.ingest_blocking(&inbound))
             .await
-            .map_err(|e| IngestError::Io(format!("ingest task failed: {e}")))?
+            .map_err(|e| IngestError::Io(format!("ingest: {e}")))?
     }
 }

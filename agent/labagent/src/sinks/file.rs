@@ -73,7 +73,7 @@ impl Deliver for FileSink {
     async fn deliver(&mut self, entry: &Entry) -> Result<(), DeliveryError> {
         let this = self.clone();
         let entry = entry.clone();
-        tokio::task::spawn_blocking(move || this.write(&entry))
+        crate::blocking::run(move || this.write(&entry))
             .await
             .map_err(|e| DeliveryError::Transient(format!("file task failed: {e}")))?
             .map(|_| ())

@@ -89,7 +89,7 @@ pub async fn run_sink<D: Deliver>(
         let batch = {
             let (p, n) = (pipeline.clone(), name.clone());
             let except = std::mem::take(&mut ledger.unsettled);
-            let r = tokio::task::spawn_blocking(move || {
+            let r = crate::blocking::run(move || {
                 let _guard = p.catalog.lock();
                 let r = p.store().peek_except(&n, BATCH, &except);
                 (r, except)
@@ -215,7 +215,7 @@ impl Ledger {
         let pending = std::mem::take(&mut self.pending);
         let (p, n) = (self.pipeline.clone(), self.name.clone());
         let now = unix_ms(SystemTime::now());
-        let (written, pending) = match tokio::task::spawn_blocking(move || {
+        let (written, pending) = match crate::blocking::run(move || {
             let items: Vec<Settlement<'_>> = pending
                 .iter()
                 .map(|(e, s)| match s {
@@ -273,7 +273,7 @@ async fn retranslate_and_deliver<D: Deliver>(
     shutdown: &CancellationToken,
 ) -> Option<Settle> {
     let (p, raw) = (pipeline.clone(), entry.clone());
-    match tokio::task::spawn_blocking(move || p.retranslate(&raw)).await {
+    match crate::blocking::run(move || p.retranslate(&raw)).await {
         Ok(Ok(orus)) => {
             for (control_id, payload) in orus {
                 let oru = Entry {
