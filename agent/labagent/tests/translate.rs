@@ -37,6 +37,7 @@ receiving_application = "EHR"
 receiving_facility = "CLINIC"
 specimen_id = "O.4.3"
 test_code = "R.3.5"
+specimen_type = "BLD"
 [mapping.sysmex-xn.tests]
 "WBC" = { code = "6690-2", text = "Leukocytes [#/volume] in Blood", system = "LN" }
 
@@ -74,6 +75,16 @@ dir = "out"
         segments.iter().any(|s| s
             .starts_with("OBX|1|NM|6690-2^Leukocytes [#/volume] in Blood^LN^WBC^WBC^L||16.74|")),
         "{text}"
+    );
+
+    let spm = segments
+        .iter()
+        .find(|s| s.starts_with("SPM|"))
+        .expect("SPM");
+    assert_eq!(
+        spm.split('|').nth(4),
+        Some("BLD^Whole blood^HL70487"),
+        "SPM-4 from specimen_type: {spm}"
     );
 
     let out = Command::new(BIN)

@@ -1375,6 +1375,7 @@ impl Ctx {
             &[RecordType::Result],
             default_test_code(),
         );
+        let specimen_type = self.specimen_type(raw.specimen_type.as_ref(), base);
         let mut tests = Some(BTreeMap::new());
         if let Some(raw_tests) = &raw.tests {
             for (local, entry) in raw_tests.get_ref() {
@@ -1440,7 +1441,40 @@ impl Ctx {
             specimen_id: specimen_id?,
             test_code: test_code?,
             tests: tests?,
+            specimen_type: specimen_type?,
         })
+    }
+
+    /// `specimen_type`: an HL7 table 0487 code (1-10 upper-case letters or digits).
+    fn specimen_type(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        base: &str,
+    ) -> Option<(String, String)> {
+        let Some(v) = v else {
+            return Some(default_specimen_type());
+        };
+        let code = v.get_ref().trim();
+        let ok = (1..=10).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !ok {
+            self.err(
+                &v.span(),
+                format!("{base}.specimen_type"),
+                K::InvalidValue,
+                format!(
+                    "{code:?} is not an HL7 table 0487 code (1-10 upper-case letters or digits, e.g. \"SER\", \"BLD\", \"UR\")"
+                ),
+            );
+            return None;
+        }
+        let text = SPECIMEN_TYPES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("", |(_, t)| *t);
+        Some((code.to_owned(), text.to_owned()))
     }
 
     fn check_applicable<Kd: KindName>(
@@ -2266,6 +2300,7 @@ struct MappingTemplate {
     specimen_id: Vec<FieldPath>,
     test_code: Vec<FieldPath>,
     tests: BTreeMap<String, TestCode>,
+    specimen_type: (String, String),
 }
 
 impl MappingTemplate {
@@ -2280,6 +2315,7 @@ impl MappingTemplate {
             specimen_id: self.specimen_id,
             test_code: self.test_code,
             tests: self.tests,
+            specimen_type: self.specimen_type,
         }
     }
 }

@@ -885,6 +885,33 @@ password_file = "{}"
         assert_eq!(m.sending_application, "a");
     }
 
+    #[test]
+    fn specimen_type_names_spm_4() {
+        let text = MINIMAL.replace(
+            "[[sink]]",
+            "mapping = \"m\"\n[mapping.m]\nspecimen_type = \"SER\"\n[[sink]]",
+        );
+        let c = from_str(&text, "x.toml", Path::new("")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.sources[0].mapping.specimen_type,
+            ("SER".to_owned(), "Serum".to_owned())
+        );
+        // Without the key: ORH "Other".
+        let c = from_str(MINIMAL, "x.toml", Path::new("")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.sources[0].mapping.specimen_type.0, "ORH");
+        let bad = MINIMAL.replace(
+            "[[sink]]",
+            "mapping = \"m\"\n[mapping.m]\nspecimen_type = \"serum\"\n[[sink]]",
+        );
+        let e = from_str(&bad, "x.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mapping.m.specimen_type: \"serum\" is not an HL7 table 0487 code"),
+            "{e}"
+        );
+    }
+
     /// Every sample config under the workspace's `configs/` compiles (rathole: check that the
     /// test visits more than zero files when there are any). `LABAGENT_CONFIGS_DIR` overrides
     /// the directory.

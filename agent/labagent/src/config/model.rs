@@ -413,20 +413,15 @@ pub struct Mapping {
     pub test_code: Vec<FieldPath>,
     /// `tests`: local code → OBX-3; default empty. Unmapped codes pass through as local codes.
     pub tests: BTreeMap<String, TestCode>,
+    /// `specimen_type`: SPM-4 as (HL70487 code, text); default `ORH` "Other" (the analyser's
+    /// ASTM output does not say reliably what the specimen is).
+    pub specimen_type: (String, String),
 }
 
 impl Mapping {
     /// The mapping a source gets without a `mapping` key.
     pub fn defaults_for(source: &SourceName) -> Mapping {
-        Mapping {
-            sending_application: source.as_str().to_owned(),
-            sending_facility: String::new(),
-            receiving_application: String::new(),
-            receiving_facility: String::new(),
-            specimen_id: default_specimen_id(),
-            test_code: default_test_code(),
-            tests: BTreeMap::new(),
-        }
+        Mapping::default_for(source.as_str())
     }
 }
 
@@ -453,6 +448,7 @@ impl Mapping {
             specimen_id: default_specimen_id(),
             test_code: default_test_code(),
             tests: BTreeMap::new(),
+            specimen_type: default_specimen_type(),
         }
     }
 }
@@ -651,3 +647,27 @@ mod tests {
         assert_eq!(hp.to_string(), "[::1]:2575");
     }
 }
+
+/// SPM-4 when a mapping does not name the specimen type.
+pub fn default_specimen_type() -> (String, String) {
+    ("ORH".to_owned(), "Other".to_owned())
+}
+
+/// Texts of the HL7 table 0487 codes a clinical analyser's specimens usually have; other codes
+/// are accepted and sent without a text.
+pub const SPECIMEN_TYPES: &[(&str, &str)] = &[
+    ("BLD", "Whole blood"),
+    ("BLDA", "Blood arterial"),
+    ("BLDC", "Blood capillary"),
+    ("BLDV", "Blood venous"),
+    ("CSF", "Cerebral spinal fluid"),
+    ("ORH", "Other"),
+    ("PLAS", "Plasma"),
+    ("PLB", "Plasma bag"),
+    ("SAL", "Saliva"),
+    ("SER", "Serum"),
+    ("SPT", "Sputum"),
+    ("STL", "Stool = Fecal"),
+    ("UR", "Urine"),
+    ("URNS", "Urine sediment"),
+];

@@ -164,6 +164,8 @@ pub struct RawMapping {
     pub specimen_id: Option<Spanned<RawSelectors>>,
     /// Field path(s) of the local test code.
     pub test_code: Option<Spanned<RawSelectors>>,
+    /// SPM-4 specimen type, an HL7 table 0487 code.
+    pub specimen_type: Option<Spanned<String>>,
     /// Local code → OBX-3.
     pub tests: Option<Spanned<BTreeMap<String, Spanned<RawTest>>>>,
 }

@@ -148,7 +148,10 @@ pub fn translate(
                 specimen: Specimen {
                     placer_id: None,
                     filler_id: Some(Ei::from(specimen_id.as_str())),
-                    specimen_type: Specimen::table_0487(Specimen::TYPE_OTHER),
+                    specimen_type: Specimen::table_0487((
+                        &mapping.specimen_type.0,
+                        &mapping.specimen_type.1,
+                    )),
                     role: if qc {
                         SpecimenRole::Control
                     } else {
