@@ -611,6 +611,30 @@ pub struct FileSink {
     pub dir: PathBuf,
 }
 
+/// SPM-4 when a mapping does not name the specimen type.
+pub fn default_specimen_type() -> (String, String) {
+    ("ORH".to_owned(), "Other".to_owned())
+}
+
+/// Texts of the HL7 table 0487 codes a clinical analyser's specimens usually have; other codes
+/// are accepted and sent without a text.
+pub const SPECIMEN_TYPES: &[(&str, &str)] = &[
+    ("BLD", "Whole blood"),
+    ("BLDA", "Blood arterial"),
+    ("BLDC", "Blood capillary"),
+    ("BLDV", "Blood venous"),
+    ("CSF", "Cerebral spinal fluid"),
+    ("ORH", "Other"),
+    ("PLAS", "Plasma"),
+    ("PLB", "Plasma bag"),
+    ("SAL", "Saliva"),
+    ("SER", "Serum"),
+    ("SPT", "Sputum"),
+    ("STL", "Stool = Fecal"),
+    ("UR", "Urine"),
+    ("URNS", "Urine sediment"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,27 +671,3 @@ mod tests {
         assert_eq!(hp.to_string(), "[::1]:2575");
     }
 }
-
-/// SPM-4 when a mapping does not name the specimen type.
-pub fn default_specimen_type() -> (String, String) {
-    ("ORH".to_owned(), "Other".to_owned())
-}
-
-/// Texts of the HL7 table 0487 codes a clinical analyser's specimens usually have; other codes
-/// are accepted and sent without a text.
-pub const SPECIMEN_TYPES: &[(&str, &str)] = &[
-    ("BLD", "Whole blood"),
-    ("BLDA", "Blood arterial"),
-    ("BLDC", "Blood capillary"),
-    ("BLDV", "Blood venous"),
-    ("CSF", "Cerebral spinal fluid"),
-    ("ORH", "Other"),
-    ("PLAS", "Plasma"),
-    ("PLB", "Plasma bag"),
-    ("SAL", "Saliva"),
-    ("SER", "Serum"),
-    ("SPT", "Sputum"),
-    ("STL", "Stool = Fecal"),
-    ("UR", "Urine"),
-    ("URNS", "Urine sediment"),
-];
