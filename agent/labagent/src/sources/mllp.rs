@@ -147,7 +147,7 @@ where
             match item {
                 MllpItem::Message(bytes) => {
                     health.frame();
-                    let ack = handle_message(&bytes, source, ingest, health).await;
+                    let (ack, committed) = handle_message(&bytes, source, ingest, health).await;
                     let framed = frame(ack.as_bytes()).map_err(|e| e.to_string())?;
                     stream
                         .write_all(&framed)
@@ -157,6 +157,10 @@ where
                         .flush()
                         .await
                         .map_err(|e| format!("write failed: {e}"))?;
+                    // Logged once the sender has its AA: the log write is not in its round trip.
+                    if let Some(control_id) = committed {
+                        tracing::info!(source = %source, %control_id, "message committed");
+                    }
                 }
                 MllpItem::Junk { bytes } => {
                     tracing::warn!(source = %source, %peer, bytes, "bytes outside MLLP blocks skipped");
@@ -220,13 +224,13 @@ async fn refuse_oversized<S: AsyncWrite + Unpin>(
     ))
 }
 
-/// Commits one message and builds its ACK.
+/// Commits one message and builds its ACK; also returns the control id of a committed message.
 async fn handle_message<I: Ingest>(
     bytes: &[u8],
     source: &Arc<str>,
     ingest: &Arc<I>,
     health: &SourceHealth,
-) -> String {
+) -> (String, Option<String>) {
     let parsed = Message::parse(bytes);
     let inbound = Inbound {
         source: source.clone(),
@@ -247,20 +251,21 @@ async fn handle_message<I: Ingest>(
     }
     let now = Hl7Ts::from_timestamp(jiff::Timestamp::now()).unwrap_or_else(|_| fallback_ts());
     let control_id = ack_control_id();
-    match (&parsed, &outcome) {
-        (Ok(message), Ok(Outcome::Committed { .. })) => {
-            tracing::info!(source = %source, control_id = %message.control_id(), "message committed");
-            build_ack(
-                message,
-                AckClass::Accepted,
-                &AckParams {
-                    datetime: &now,
-                    control_id: &control_id,
-                    text: None,
-                    error: None,
-                },
-            )
-        }
+    let committed = match (&parsed, &outcome) {
+        (Ok(message), Ok(Outcome::Committed { .. })) => Some(message.control_id().into_owned()),
+        _ => None,
+    };
+    let ack = match (&parsed, &outcome) {
+        (Ok(message), Ok(Outcome::Committed { .. })) => build_ack(
+            message,
+            AckClass::Accepted,
+            &AckParams {
+                datetime: &now,
+                control_id: &control_id,
+                text: None,
+                error: None,
+            },
+        ),
         (Ok(message), Ok(Outcome::Parked { reason })) => build_ack(
             message,
             AckClass::Error,
@@ -303,7 +308,8 @@ async fn handle_message<I: Ingest>(
                 },
             )
         }
-    }
+    };
+    (ack, committed)
 }
 
 fn reject_text(e: &IngestError) -> &'static str {
