@@ -1,6 +1,6 @@
 //! Config errors: every problem in a file, each with `file:line: key: problem`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// What class of problem a [`ConfigError`] is. The message says the specifics; the kind lets
 /// callers and tests tell classes apart without matching on text.
@@ -47,17 +47,32 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
-    /// `origin:line: key: message`, leaving out the parts that are absent.
+    /// `origin:line: key: message`, leaving out the parts that are absent. Control characters
+    /// (a quoted TOML key may hold a newline) are escaped, so one error is always one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
+        one_line(f, &self.origin)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
         if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
+            f.write_str(": ")?;
+            one_line(f, &self.key)?;
         }
-        write!(f, ": {}", self.message)
+        f.write_str(": ")?;
+        one_line(f, &self.message)
     }
+}
+
+/// Writes `s` with its control characters escaped (`\n`, `\u{1b}`, ...).
+fn one_line(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            f.write_char(c)?;
+        }
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigError {}

@@ -885,6 +885,23 @@ password_file = "{}"
         assert_eq!(m.sending_application, "a");
     }
 
+    /// Fuzz finding (agent/fuzz/regressions/config): a quoted key holding a newline split its
+    /// "unknown section" error over two lines, the second without file and line.
+    #[test]
+    fn control_characters_in_keys_stay_on_one_error_line() {
+        let input = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fuzz/regressions/config/newline-in-quoted-key"),
+        )
+        .expect("regression input");
+        let text = std::str::from_utf8(&input).expect("utf-8");
+        let e = from_str(text, "x.toml", Path::new("")).unwrap_err().to_string();
+        assert!(e.contains("\\n"), "{e}");
+        for line in e.lines() {
+            assert!(line.starts_with("x.toml:"), "{line:?} in {e:?}");
+        }
+    }
+
     #[test]
     fn specimen_type_names_spm_4() {
         let text = MINIMAL.replace(
