@@ -136,7 +136,9 @@
 //!    and sized). An unsealed segment that is not the newest is an interrupted rotation and is
 //!    sealed with the next segment's first id as its end.
 //! 3. CRC-scan the newest, unsealed segment (the tail) record by record. Zeros from the end of
-//!    the last record to the end of the file are preallocated space, not damage, and are kept.
+//!    the last record to the end of the file are preallocated space, not damage, and are kept,
+//!    as long as there are no more of them than the store preallocates; a longer zero run is
+//!    reported as [`DamageKind::ZeroFill`].
 //!    Otherwise, at the first record that
 //!    is torn, out of range, fails its CRC or has an unexpected id, the rest is cut (`ftruncate`
 //!    plus `fdatasync`) and described in [`RecoveryReport::damage`]. A resynchronising scan counts

@@ -68,6 +68,9 @@ pub enum DamageKind {
     /// The last record (or its header) extends past the end of the file: a write torn by a
     /// crash. Expected after power loss; the record was never acknowledged.
     TornRecord,
+    /// The rest of the file is zero bytes, more of them than the store preallocates: the file
+    /// size reached the disk but the data did not (never acknowledged), or data was lost.
+    ZeroFill,
     /// A record's length field is out of range.
     BadLength,
     /// A record's CRC-32C does not match.
@@ -409,7 +412,14 @@ struct TailScan {
     damage: Option<(u64, DamageKind)>,
 }
 
-fn scan_tail(file: &dyn FsFile, path: &Path, first: u64, file_len: u64) -> Result<TailScan> {
+/// `max_zeros`: how many zero bytes after the last record are preallocated space, not damage.
+fn scan_tail(
+    file: &dyn FsFile,
+    path: &Path,
+    first: u64,
+    file_len: u64,
+    max_zeros: u64,
+) -> Result<TailScan> {
     let mut r = ChunkReader::new(file, file_len);
     let mut offsets = Vec::new();
     let mut off = SEG_HEADER_LEN;
@@ -443,10 +453,15 @@ fn scan_tail(file: &dyn FsFile, path: &Path, first: u64, file_len: u64) -> Resul
     offsets.push(off);
     let damage = match damage {
         None => None,
-        // Zeros to the end: space preallocated after the last record (or a write whose size
-        // reached the disk but whose data did not, which was never acknowledged either).
-        Some(_) if all_zero(&mut r, off, file_len).map_err(io_err("read", path))? => None,
-        Some(kind) => Some((off, kind)),
+        Some(kind) => {
+            let zeros = all_zero(&mut r, off, file_len).map_err(io_err("read", path))?;
+            match zeros {
+                // Space preallocated after the last record.
+                true if file_len - off <= max_zeros => None,
+                true => Some((off, DamageKind::ZeroFill)),
+                false => Some((off, kind)),
+            }
+        }
     };
     Ok(TailScan { offsets, damage })
 }
@@ -551,6 +566,8 @@ struct Active {
     len: u64,
     /// File size: `len` plus zero-filled space (see [`Options::preallocate_bytes`]).
     allocated: u64,
+    /// A zero-fill failed (no room on the disk): this segment grows without preallocating.
+    no_prealloc: bool,
 }
 
 /// One queued append (a single record or a batch).
@@ -850,7 +867,7 @@ impl Store {
                         report.header_repaired = Some(path.clone());
                     }
                 }
-                let scan = scan_tail(&*file, &path, first, file_len)?;
+                let scan = scan_tail(&*file, &path, first, file_len, opts.preallocate_bytes)?;
                 let valid_end = *scan.offsets.last().unwrap_or(&SEG_HEADER_LEN);
                 let count = (scan.offsets.len() - 1) as u64;
                 report.tail_records = count;
@@ -891,6 +908,7 @@ impl Store {
                         } else {
                             file_len
                         },
+                        no_prealloc: false,
                     });
                 }
                 segments.insert(
@@ -1249,16 +1267,25 @@ impl Store {
         };
         let path = self.dir.join(seg_name(a.first, None));
         let end = a.len + group.buf.len() as u64;
-        let allocated = self.extend_to(a, end);
-        let r = write_all_at(&*a.file, &group.buf, a.len)
-            .and_then(|()| {
-                // One zero-fill per `preallocate_bytes`, synced with these records.
-                let zeros =
-                    vec![0u8; usize::try_from(allocated - end.max(a.allocated)).unwrap_or(0)];
-                write_all_at(&*a.file, &zeros, end.max(a.allocated))
-            })
-            .map_err(io_err("write", &path))
-            .and_then(|()| a.file.sync_data().map_err(io_err("fdatasync", &path)));
+        let mut allocated = if a.no_prealloc {
+            a.allocated.max(end)
+        } else {
+            self.extend_to(a, end)
+        };
+        let mut r = write_all_at(&*a.file, &group.buf, a.len).map_err(io_err("write", &path));
+        let from = end.max(a.allocated);
+        if r.is_ok() && allocated > from {
+            // One zero-fill per `preallocate_bytes`, synced with these records. Best effort:
+            // when the disk has no room for it (ENOSPC below `max_bytes`) the zeros are cut
+            // again and the records commit anyway, and this segment stops preallocating.
+            let zeros = vec![0u8; usize::try_from(allocated - from).unwrap_or(0)];
+            if write_all_at(&*a.file, &zeros, from).is_err() {
+                r = a.file.set_len(from).map_err(io_err("truncate", &path));
+                allocated = from;
+                a.no_prealloc = true;
+            }
+        }
+        let r = r.and_then(|()| a.file.sync_data().map_err(io_err("fdatasync", &path)));
         if let Err(e) = r {
             // Roll back: cut the partial bytes so the next write lands on a record boundary.
             // After a failed fdatasync the kernel may have dropped the dirty pages, so the
@@ -1270,11 +1297,17 @@ impl Store {
                     ..
                 }
             );
-            if a.file.set_len(a.len).is_err() || sync_failed {
+            let cut = a.file.set_len(a.len).is_ok();
+            if !cut || sync_failed {
                 w.must_rotate = true;
             }
-            a.allocated = a.len;
-            lock(&self.state).preallocated = 0;
+            // If the cut failed the file may still hold the zeros: sealing cuts again.
+            a.allocated = if cut {
+                a.len
+            } else {
+                a.allocated.max(allocated)
+            };
+            lock(&self.state).preallocated = a.allocated - a.len;
             for (t, _, _) in &group.units {
                 out.push((*t, Err(e.duplicate())));
             }
@@ -1316,17 +1349,16 @@ impl Store {
             let to = self.dir.join(seg_name(a.first, Some(end)));
             if a.allocated > a.len {
                 // A sealed segment ends at its last record.
-                let cut = a
-                    .file
-                    .set_len(a.len)
-                    .map_err(io_err("truncate", &from))
-                    .and_then(|()| a.file.sync_data().map_err(io_err("fdatasync", &from)));
-                if let Err(e) = cut {
+                if let Err(e) = a.file.set_len(a.len) {
                     w.active = Some(a);
-                    return Err(e);
+                    return Err(io_err("truncate", &from)(e));
                 }
                 a.allocated = a.len;
                 lock(&self.state).preallocated = 0;
+                if let Err(e) = a.file.sync_data() {
+                    w.active = Some(a);
+                    return Err(io_err("fdatasync", &from)(e));
+                }
             }
             if let Err(e) = self.fs.rename(&from, &to) {
                 w.active = Some(a);
@@ -1388,6 +1420,7 @@ impl Store {
             file,
             len: SEG_HEADER_LEN,
             allocated: SEG_HEADER_LEN,
+            no_prealloc: false,
         });
         if let Some(p) = empty_leftover {
             // Best effort: a leftover is removed at the next open.

@@ -895,7 +895,9 @@ password_file = "{}"
         )
         .expect("regression input");
         let text = std::str::from_utf8(&input).expect("utf-8");
-        let e = from_str(text, "x.toml", Path::new("")).unwrap_err().to_string();
+        let e = from_str(text, "x.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\\n"), "{e}");
         for line in e.lines() {
             assert!(line.starts_with("x.toml:"), "{line:?} in {e:?}");

@@ -168,6 +168,9 @@ pub async fn run_sink<D: Deliver>(
                 ledger.flush().await;
                 return;
             };
+            if let Settle::Restart = outcome {
+                break;
+            }
             ledger.push(entry, outcome);
             if ledger.due() && !ledger.flush().await {
                 if sleep_or_stop(&mut backoff, &shutdown).await {
@@ -218,13 +221,15 @@ impl Ledger {
         let (written, pending) = match crate::blocking::run(move || {
             let items: Vec<Settlement<'_>> = pending
                 .iter()
-                .map(|(e, s)| match s {
-                    Settle::Ack | Settle::Skip => Settlement::Ack(e.id),
-                    Settle::Park(reason) => Settlement::Park {
+                .filter_map(|(e, s)| match s {
+                    Settle::Ack | Settle::Skip => Some(Settlement::Ack(e.id)),
+                    Settle::Park(reason) => Some(Settlement::Park {
                         id: e.id,
                         reason,
                         now_ms: now,
-                    },
+                    }),
+                    // Never pushed (`run_sink` restarts instead).
+                    Settle::Restart => None,
                 })
                 .collect();
             let r = p.store().settle(&n, &items);
@@ -244,6 +249,7 @@ impl Ledger {
         }
         for (entry, settle) in &pending {
             match settle {
+                Settle::Restart => {}
                 Settle::Skip => {
                     tracing::debug!(sink = %self.name, record = %entry.id, source = %entry.source, "not for this sink");
                 }
@@ -284,7 +290,7 @@ async fn retranslate_and_deliver<D: Deliver>(
                 };
                 let settle =
                     deliver_until_settled(destination, &oru, ledger, backoff, shutdown).await?;
-                if let Settle::Park(_) = settle {
+                if let Settle::Park(_) | Settle::Restart = settle {
                     return Some(settle);
                 }
             }
@@ -322,9 +328,14 @@ async fn deliver_until_settled<D: Deliver>(
             Err(DeliveryError::Transient(reason)) => {
                 ledger.health.failed(&reason);
                 tracing::warn!(sink = %ledger.name, record = %entry.id, control_id = %entry.control_id, %reason, "delivery failed; will retry");
-                ledger.flush().await;
+                let flushed = ledger.flush().await;
                 if sleep_or_stop(backoff, shutdown).await {
                     return None;
+                }
+                if !flushed {
+                    // The outcomes before this entry were not recorded: start again from the
+                    // cursor, so they are delivered again before it, in order.
+                    return Some(Settle::Restart);
                 }
             }
         }
@@ -332,6 +343,8 @@ async fn deliver_until_settled<D: Deliver>(
 }
 
 enum Settle {
+    /// Not an outcome: the ledger could not be written; fetch again from the cursor.
+    Restart,
     /// Delivered and acknowledged downstream.
     Ack,
     /// Not for this sink (another source): passed over.

@@ -11,6 +11,8 @@ use labagent_store::{Entry, Fs, FsFile, Kind, NewRecord, OpenMode, Options, Real
 /// A fault to inject into the next write or sync of a segment file.
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
+    /// The next `write_at` goes through untouched (aims the next fault at a later write).
+    Pass,
     /// The next `write_at` writes only `n` bytes (and reports `n`).
     Short(usize),
     /// The next `write_at` writes nothing and fails with this errno.
@@ -71,7 +73,7 @@ impl FsFile for FaultFile {
             self.faults.seg_writes.fetch_add(1, Ordering::Relaxed);
             match self
                 .faults
-                .take(|f| matches!(f, Fault::Short(_) | Fault::WriteErr(_)))
+                .take(|f| matches!(f, Fault::Pass | Fault::Short(_) | Fault::WriteErr(_)))
             {
                 Some(Fault::Short(n)) => {
                     let n = n.min(buf.len());

@@ -72,7 +72,7 @@ fn check(dir: &Path, keep: usize, payloads: &[Vec<u8>], expect_damage: bool, hea
     }
     if let Some(d) = &report.damage {
         assert!(d.bytes > 0);
-        if d.kind == DamageKind::TornRecord {
+        if d.kind == DamageKind::TornRecord || d.kind == DamageKind::ZeroFill {
             assert!(d.quarantined.is_none() || d.valid_records_after > 0);
         }
     }

@@ -167,3 +167,65 @@ fn failed_group_fails_every_member_and_recovers() {
     drop(store);
     check_reopen(dir.path(), &acked);
 }
+
+#[test]
+fn no_room_for_the_zero_fill_still_commits_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, faults) = fault_opts(&["s"]);
+    o.preallocate_bytes = 4096;
+    let (store, _) = Store::open(dir.path(), o).unwrap();
+    // The record's write succeeds; the zero-fill after it finds the disk full.
+    faults.push(Fault::Pass);
+    faults.push(Fault::WriteErr(ENOSPC));
+    let mut acked = Vec::new();
+    let p = payload(4, 0);
+    acked.push((store.append(&rec("first", &p)).unwrap().get(), p));
+    assert_eq!(faults.pending(), 0, "the zero-fill was attempted");
+    let tail = seg_files(dir.path()).pop().unwrap();
+    let size = std::fs::metadata(&tail).unwrap().len();
+    assert_eq!(
+        *std::fs::read(&tail).unwrap().last().unwrap(),
+        *acked[0].1.last().unwrap()
+    );
+    // The segment goes on without preallocating (no write fails any more, none is retried).
+    let writes = faults.seg_writes.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 1..4u64 {
+        let p = payload(4, i);
+        acked.push((store.append(&rec("more", &p)).unwrap().get(), p));
+    }
+    assert_eq!(
+        faults.seg_writes.load(std::sync::atomic::Ordering::Relaxed),
+        writes + 3,
+        "one write per record, no zero-fill"
+    );
+    assert!(std::fs::metadata(&tail).unwrap().len() > size);
+    assert_eq!(store.status().unwrap().total_bytes, seg_bytes(dir.path()));
+    drop(store);
+    check_reopen(dir.path(), &acked);
+}
+
+#[test]
+fn a_zero_run_longer_than_the_preallocation_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&["s"]);
+    o.preallocate_bytes = 4096;
+    let (store, _) = Store::open(dir.path(), o.clone()).unwrap();
+    store.append(&rec("a", b"abc")).unwrap();
+    drop(store);
+    let tail = seg_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&tail).unwrap().len();
+    // Within the preallocation: clean. Beyond it: reported and cut.
+    let (store, report) = Store::open(dir.path(), o.clone()).unwrap();
+    assert!(report.is_clean(), "{report}");
+    drop(store);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tail)
+        .unwrap()
+        .set_len(len + 8192)
+        .unwrap();
+    let (store, report) = Store::open(dir.path(), o).unwrap();
+    let d = report.damage.expect("zero run reported");
+    assert_eq!(d.kind, labagent_store::DamageKind::ZeroFill);
+    assert_eq!(store.peek("s", 10).unwrap().len(), 1);
+}
