@@ -9,6 +9,22 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// `BIN run --config CONFIG` as the tests and the bench run it: INFO logs on a piped stderr, no
+/// systemd sockets inherited from the caller.
+pub fn run_command(bin: &Path, config: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
 /// A child that is killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct ChildGuard {
@@ -220,16 +236,7 @@ impl AgentProcess {
 
     /// Starts the agent without waiting for readiness.
     pub fn spawn(config: &Path) -> AgentProcess {
-        let mut child = Command::new(labagent_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = run_command(&labagent_bin(), config)
             .spawn()
             .expect("spawn labagent");
         let log = Arc::new(LogBuffer::default());

@@ -1228,13 +1228,13 @@ impl Store {
     }
 
     /// The file size the active segment should have once records up to `end` are written: its
-    /// current size, or when `end` passes it, `end` plus one preallocation step, capped by the
-    /// segment size and by what `max_bytes` leaves.
+    /// current size, or when `end` passes it, `end` plus one preallocation step (none after a
+    /// failed zero-fill), capped by the segment size and by what `max_bytes` leaves.
     fn extend_to(&self, a: &Active, end: u64) -> u64 {
         if end <= a.allocated {
             return a.allocated;
         }
-        if self.preallocate_bytes == 0 {
+        if self.preallocate_bytes == 0 || a.no_prealloc {
             return end;
         }
         let others = lock(&self.state).total_bytes - a.len;
@@ -1267,11 +1267,7 @@ impl Store {
         };
         let path = self.dir.join(seg_name(a.first, None));
         let end = a.len + group.buf.len() as u64;
-        let mut allocated = if a.no_prealloc {
-            a.allocated.max(end)
-        } else {
-            self.extend_to(a, end)
-        };
+        let mut allocated = self.extend_to(a, end);
         let mut r = write_all_at(&*a.file, &group.buf, a.len).map_err(io_err("write", &path));
         let from = end.max(a.allocated);
         if r.is_ok() && allocated > from {

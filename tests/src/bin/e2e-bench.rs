@@ -56,7 +56,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
@@ -544,16 +544,7 @@ struct Agent {
 impl Agent {
     fn spawn(bin: &Path, config: &Path, http_port: u16) -> Res<Agent> {
         let spawned = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = labagent_tests::process::run_command(bin, config)
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;

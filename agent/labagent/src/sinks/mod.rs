@@ -89,19 +89,16 @@ pub async fn run_sink<D: Deliver>(
         let batch = {
             let (p, n) = (pipeline.clone(), name.clone());
             let except = std::mem::take(&mut ledger.unsettled);
-            let r = crate::blocking::run(move || {
+            crate::blocking::run(move || {
                 let _guard = p.catalog.lock();
                 let r = p.store().peek_except(&n, BATCH, &except);
                 (r, except)
             })
-            .await;
-            match r {
-                Ok((r, except)) => {
-                    ledger.unsettled = except;
-                    Ok(r)
-                }
-                Err(e) => Err(e),
-            }
+            .await
+            .map(|(r, except)| {
+                ledger.unsettled = except;
+                r
+            })
         };
         let batch = match batch {
             Ok(Ok(b)) if b.is_empty() => {
