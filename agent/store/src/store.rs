@@ -1102,28 +1102,74 @@ impl Store {
     /// Appends several records atomically (one segment, one write, one fdatasync): either all
     /// get consecutive ids or none is stored.
     pub fn append_batch(&self, recs: &[NewRecord<'_>]) -> Result<Vec<RecordId>> {
-        if self.read_only {
-            return Err(Error::ReadOnly { op: "append" });
+        self.append_units(&[recs])
+            .pop()
+            .unwrap_or(Err(Error::LeaderPanicked))
+    }
+
+    /// Appends several independent units, each as [`Store::append_batch`] would (atomic, in
+    /// order), and returns one result per unit once all are settled. They are queued together,
+    /// so a caller that gathers appends itself (one thread serving many connections) gets them
+    /// into one group commit without a thread per waiting append. One unit failing (too large,
+    /// [`Error::Full`]) does not fail the others.
+    pub fn append_units(&self, units: &[&[NewRecord<'_>]]) -> Vec<Result<Vec<RecordId>>> {
+        let mut results: Vec<Option<UnitResult>> = units.iter().map(|_| None).collect();
+        let mut encoded = Vec::with_capacity(units.len());
+        for (i, recs) in units.iter().enumerate() {
+            if self.read_only {
+                results[i] = Some(Err(Error::ReadOnly { op: "append" }));
+            } else if recs.is_empty() {
+                results[i] = Some(Ok(Vec::new()));
+            } else {
+                match recs
+                    .iter()
+                    .map(|r| format::encode(r, self.max_record_bytes))
+                    .collect::<Result<Vec<_>>>()
+                {
+                    Ok(records) => encoded.push((i, records)),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
         }
-        if recs.is_empty() {
-            return Ok(Vec::new());
+        if !encoded.is_empty() {
+            self.commit_units(encoded, &mut results);
         }
-        let records = recs
-            .iter()
-            .map(|r| format::encode(r, self.max_record_bytes))
-            .collect::<Result<Vec<_>>>()?;
-        let len = records.iter().map(|r| r.len() as u64).sum();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(Error::LeaderPanicked)))
+            .collect()
+    }
+
+    /// Queues encoded units and waits until each has its result (as a follower, or as the
+    /// leader committing whatever is queued).
+    fn commit_units(
+        &self,
+        encoded: Vec<(usize, Vec<Vec<u8>>)>,
+        results: &mut [Option<UnitResult>],
+    ) {
         let mut q = lock(&self.queue);
-        let ticket = q.next_ticket;
-        q.next_ticket += 1;
-        q.pending.push(Unit {
-            ticket,
-            records,
-            len,
-        });
+        let mut waiting = Vec::with_capacity(encoded.len());
+        for (i, records) in encoded {
+            let ticket = q.next_ticket;
+            q.next_ticket += 1;
+            let len = records.iter().map(|r| r.len() as u64).sum();
+            q.pending.push(Unit {
+                ticket,
+                records,
+                len,
+            });
+            waiting.push((i, ticket));
+        }
         loop {
-            if let Some(r) = q.done.remove(&ticket) {
-                return r;
+            waiting.retain(|&(i, ticket)| match q.done.remove(&ticket) {
+                Some(r) => {
+                    results[i] = Some(r);
+                    false
+                }
+                None => true,
+            });
+            if waiting.is_empty() {
+                return;
             }
             if !q.leader {
                 q.leader = true;

@@ -653,6 +653,23 @@ impl Agent {
         Ok((tick(11)? + tick(12)?) as f64 / 100.0)
     }
 
+    /// The agent's commit-duration histogram so far: (sum in seconds, count), from `/metrics`.
+    fn commit_totals(&self) -> Res<(f64, u64)> {
+        let resp = http_get(self.http_port, "/metrics")?;
+        let get = |key: &str| {
+            resp.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .ok_or_else(|| format!("no {key} in /metrics"))
+        };
+        let sum = get("labagent_commit_duration_seconds_sum ")?;
+        let count = get("labagent_commit_duration_seconds_count ")?;
+        Ok((
+            sum.parse().map_err(|_| "bad commit sum".to_string())?,
+            count.parse().map_err(|_| "bad commit count".to_string())?,
+        ))
+    }
+
     /// Polls `/readyz` until 200; the instant it answered 200.
     fn wait_readyz(&self, timeout: Duration) -> Res<Instant> {
         let deadline = Instant::now() + timeout;
@@ -801,6 +818,8 @@ struct Scenario {
     lat: Vec<Duration>,
     /// Agent CPU (user + system) per message, in microseconds, over all rounds.
     cpu_us_per_msg: f64,
+    /// Mean time a message waited for its commit (append + fdatasync), microseconds.
+    commit_us: f64,
 }
 
 impl Scenario {
@@ -877,8 +896,10 @@ fn agent_mllp(bin: &Path, parent: &Path, k: &Knobs) -> Res<AgentFigures> {
             acks: Vec::new(),
             lat: Vec::new(),
             cpu_us_per_msg: 0.0,
+            commit_us: 0.0,
         };
         let mut cpu = 0.0;
+        let commits0 = agent.commit_totals()?;
         for round in 0..k.rounds {
             // The reference runs while the agent is idle (everything delivered).
             let reference = if senders == 1 {
@@ -915,6 +936,9 @@ fn agent_mllp(bin: &Path, parent: &Path, k: &Knobs) -> Res<AgentFigures> {
         sc.acks.sort();
         sc.lat.sort();
         sc.cpu_us_per_msg = cpu * 1e6 / sc.n as f64;
+        let commits1 = agent.commit_totals()?;
+        sc.commit_us =
+            (commits1.0 - commits0.0) * 1e6 / (commits1.1.saturating_sub(commits0.1)).max(1) as f64;
         scenarios.push(sc);
     }
     let (rss_after_kib, hwm_kib) = agent.rss()?;
@@ -1472,7 +1496,8 @@ fn run() -> Res<()> {
         )
         .vs(reference, sc.reference())
         .note(format!(
-            "sender's AA p50 {:.2} ms, p99 {:.2} ms",
+            "agent's commit wait (append + fdatasync) mean {:.0} us; sender's AA p50 {:.2} ms, p99 {:.2} ms",
+            sc.commit_us,
             pct_ms(&sc.acks, 0.5),
             pct_ms(&sc.acks, 0.99)
         ));

@@ -240,7 +240,7 @@ fn commit_histogram(h: &crate::health::LatencySnapshot) -> String {
     use std::fmt::Write;
     let name = "labagent_commit_duration_seconds";
     let mut out = format!(
-        "# HELP {name} Time to append and fsync a message in the store before its upstream ACK.\n\
+        "# HELP {name} Time from handing a message to the store until it is fsynced (its upstream ACK waits for this).\n\
          # TYPE {name} histogram\n"
     );
     for (bound_us, count) in &h.buckets {

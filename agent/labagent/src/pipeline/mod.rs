@@ -1,14 +1,18 @@
 //! The ingest path: translate, assign MSH-10, append and fsync in the store, then tell the sinks.
 //!
-//! Everything here runs as blocking code ([`crate::blocking::run`]): the store is synchronous by
-//! design (it fsyncs), and translation is CPU work. A message that cannot be parsed or
+//! Records are made durable by the [`committer`] thread, which group-commits whatever the
+//! sources hand it while it syncs. ASTM translation (CPU work, and the control-id sequence
+//! writes a file now and then) and parking run as blocking code ([`crate::blocking::run`]);
+//! an HL7 message needs neither and goes straight to the committer. A message that cannot be parsed or
 //! translated is stored raw and parked for every sink that takes its source, with the reason, so
 //! nothing is silently dropped and an operator can see it in `labagent queue`.
 
+pub mod committer;
 pub mod sequence;
 
 use crate::ingest::{Inbound, Ingest, IngestError, Outcome, Payload};
 use crate::translate::{self, Context, Mapping};
+use committer::{Committer, OwnedRecord};
 use labagent_astm::charset::Charset;
 use labagent_astm::record::parse_message;
 use labagent_hl7::control_id::{ControlId, ControlIdGenerator};
@@ -51,8 +55,19 @@ pub struct Pipeline {
     pub catalog: Mutex<()>,
     /// Woken after every commit; sinks wait on it when their queue is empty.
     pub committed: Arc<Notify>,
-    /// Append + fsync time of every commit.
+    /// Time from handing records to the committer until they are durable.
     pub commit_latency: Arc<crate::health::CommitLatency>,
+    committer: Committer,
+}
+
+/// A message ready for the store: records to commit, or raw bytes to park with a reason.
+enum Prepared {
+    Commit(Vec<OwnedRecord>),
+    Park {
+        payload: Vec<u8>,
+        kind: Kind,
+        reason: String,
+    },
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -73,6 +88,10 @@ impl Pipeline {
         sinks: Vec<SinkSpec>,
     ) -> Result<Pipeline, String> {
         let ids = ControlIdGenerator::new(agent_id).map_err(|e| format!("agent id: {e}"))?;
+        let committed = Arc::new(Notify::new());
+        let commit_latency = Arc::<crate::health::CommitLatency>::default();
+        let committer = Committer::start(store.clone(), committed.clone(), commit_latency.clone())
+            .map_err(|e| format!("cannot start the commit thread: {e}"))?;
         Ok(Pipeline {
             store,
             sources: RwLock::new(sources),
@@ -81,8 +100,9 @@ impl Pipeline {
             ids,
             sequence: Mutex::new(sequence),
             catalog: Mutex::new(()),
-            committed: Arc::new(Notify::new()),
-            commit_latency: Arc::default(),
+            committed,
+            commit_latency,
+            committer,
         })
     }
 
@@ -164,37 +184,31 @@ impl Pipeline {
             .collect()
     }
 
-    /// The blocking part of [`Ingest::ingest`].
-    pub fn ingest_blocking(&self, inbound: &Inbound) -> Result<Outcome, IngestError> {
-        let received_ms = unix_ms(inbound.received);
-        match &inbound.payload {
-            Payload::Astm { text, .. } => self.ingest_astm(&inbound.source, text, received_ms),
-            Payload::Hl7 { bytes, control_id } => {
-                self.ingest_hl7(&inbound.source, bytes, control_id, received_ms)
-            }
-        }
-    }
-
-    fn ingest_astm(
+    /// Translates one ASTM message into records to commit, or says why it must be parked.
+    /// Blocking: translation is CPU work and the control-id sequence writes a file now and then.
+    fn prepare_astm(
         &self,
-        source: &str,
-        text: &[u8],
+        source: &Arc<str>,
+        text: Vec<u8>,
         received_ms: i64,
-    ) -> Result<Outcome, IngestError> {
+    ) -> Result<Prepared, IngestError> {
+        let park = |text: Vec<u8>, reason: String| Prepared::Park {
+            payload: text,
+            kind: Kind::RawAstm,
+            reason,
+        };
         let spec = self
             .sources
             .read()
             .ok()
-            .and_then(|s| s.get(source).cloned())
+            .and_then(|s| s.get(&**source).cloned())
             .unwrap_or_else(|| SourceSpec {
                 mapping: Mapping::default_for(source),
                 charset: Charset::Latin1,
             });
-        let message = match parse_message(text, spec.charset) {
+        let message = match parse_message(&text, spec.charset) {
             Ok(m) => m,
-            Err(e) => {
-                return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
-            }
+            Err(e) => return Ok(park(text, e.to_string())),
         };
         let now = jiff::Zoned::now().with_time_zone(self.tz.clone());
         let ctx = Context {
@@ -217,65 +231,45 @@ impl Pipeline {
         }
         let orus = match result {
             Ok(orus) => orus,
-            Err(e) => {
-                return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
-            }
+            Err(e) => return Ok(park(text, e.to_string())),
         };
-        let mut encoded = Vec::with_capacity(orus.len());
+        let mut records = Vec::with_capacity(orus.len());
         for oru in &orus {
             match oru.encode() {
-                Ok(text) => encoded.push((oru.msh.control_id.as_str().to_string(), text)),
-                Err(e) => {
-                    return self.park_raw(source, text, Kind::RawAstm, &e.to_string(), received_ms);
-                }
+                Ok(encoded) => records.push(OwnedRecord {
+                    control_id: oru.msh.control_id.as_str().to_string(),
+                    source: source.clone(),
+                    received_ms,
+                    kind: Kind::Oru,
+                    payload: encoded.into_bytes(),
+                }),
+                Err(e) => return Ok(park(text, e.to_string())),
             }
         }
-        let records: Vec<NewRecord<'_>> = encoded
-            .iter()
-            .map(|(id, text)| NewRecord {
-                control_id: id,
-                source,
-                received_ms,
-                kind: Kind::Oru,
-                payload: text.as_bytes(),
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        self.store.append_batch(&records).map_err(store_error)?;
-        self.commit_latency.observe(started.elapsed());
-        self.committed.notify_waiters();
-        Ok(Outcome::Committed {
-            control_ids: encoded.into_iter().map(|(id, _)| id).collect(),
-        })
+        Ok(Prepared::Commit(records))
     }
 
-    fn ingest_hl7(
-        &self,
-        source: &str,
-        bytes: &[u8],
-        control_id: &Result<String, String>,
+    /// An HL7 message is stored as received, under its own MSH-10.
+    fn prepare_hl7(
+        source: &Arc<str>,
+        bytes: Vec<u8>,
+        control_id: Result<String, String>,
         received_ms: i64,
-    ) -> Result<Outcome, IngestError> {
-        let control_id = match control_id {
-            Ok(id) => id.clone(),
-            Err(reason) => {
-                return self.park_raw(source, bytes, Kind::RawHl7, reason, received_ms);
-            }
-        };
-        let record = NewRecord {
-            control_id: &control_id,
-            source,
-            received_ms,
-            kind: Kind::RawHl7,
-            payload: bytes,
-        };
-        let started = std::time::Instant::now();
-        self.store.append(&record).map_err(store_error)?;
-        self.commit_latency.observe(started.elapsed());
-        self.committed.notify_waiters();
-        Ok(Outcome::Committed {
-            control_ids: vec![control_id],
-        })
+    ) -> Prepared {
+        match control_id {
+            Ok(control_id) => Prepared::Commit(vec![OwnedRecord {
+                control_id,
+                source: source.clone(),
+                received_ms,
+                kind: Kind::RawHl7,
+                payload: bytes,
+            }]),
+            Err(reason) => Prepared::Park {
+                payload: bytes,
+                kind: Kind::RawHl7,
+                reason,
+            },
+        }
     }
 
     /// Stores a message raw and parks it for every sink of its source, with `reason`.
@@ -327,9 +321,37 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 
 impl Ingest for Arc<Pipeline> {
     async fn ingest(&self, inbound: Inbound) -> Result<Outcome, IngestError> {
-        let this = self.clone();
-        crate::blocking::run(move || this.ingest_blocking(&inbound))
-            .await
-            .map_err(|e| IngestError::Io(format!("ingest: {e}")))?
+        let received_ms = unix_ms(inbound.received);
+        let source = inbound.source;
+        let prepared = match inbound.payload {
+            Payload::Hl7 { bytes, control_id } => {
+                Pipeline::prepare_hl7(&source, bytes, control_id, received_ms)
+            }
+            Payload::Astm { text, .. } => {
+                let (this, source) = (self.clone(), source.clone());
+                crate::blocking::run(move || this.prepare_astm(&source, text, received_ms))
+                    .await
+                    .map_err(|e| IngestError::Io(format!("ingest: {e}")))??
+            }
+        };
+        match prepared {
+            Prepared::Commit(records) => {
+                let control_ids = records.iter().map(|r| r.control_id.clone()).collect();
+                self.committer.commit(records).await?;
+                Ok(Outcome::Committed { control_ids })
+            }
+            Prepared::Park {
+                payload,
+                kind,
+                reason,
+            } => {
+                let this = self.clone();
+                crate::blocking::run(move || {
+                    this.park_raw(&source, &payload, kind, &reason, received_ms)
+                })
+                .await
+                .map_err(|e| IngestError::Io(format!("ingest: {e}")))?
+            }
+        }
     }
 }

@@ -51,6 +51,9 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_MAX: usize = 1024;
 /// ... or when the queue has been empty this long, so an idle sink's cursor is on disk at once.
 const FLUSH_IDLE: Duration = Duration::from_millis(5);
+/// Entries committed after a read that found the sink caught up, within this long, are still
+/// in the page cache: they are read in place (see [`run_sink`]).
+const FRESH: Duration = Duration::from_secs(1);
 
 /// Runs one sink until shutdown.
 ///
@@ -81,25 +84,43 @@ pub async fn run_sink<D: Deliver>(
         unsettled: HashSet::new(),
         oldest: None,
     };
+    // When the last read found fewer than a batch (the sink was caught up).
+    let mut caught_up: Option<Instant> = None;
     loop {
         let committed = pipeline.committed.clone();
         let notified = committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let batch = {
-            let (p, n) = (pipeline.clone(), name.clone());
-            let except = std::mem::take(&mut ledger.unsettled);
-            crate::blocking::run(move || {
-                let _guard = p.catalog.lock();
-                let r = p.store().peek_except(&n, BATCH, &except);
-                (r, except)
+        // Caught up moments ago: what is new was just committed and is in the page cache, so
+        // read it here rather than hand this worker's tasks to another thread and back. A
+        // backlog (after an outage, at start) is read on a blocking thread.
+        let inline = if caught_up.is_some_and(|t| t.elapsed() < FRESH) {
+            pipeline.catalog.try_lock().ok().map(|_guard| {
+                pipeline
+                    .store()
+                    .peek_except(&name, BATCH, &ledger.unsettled)
             })
-            .await
-            .map(|(r, except)| {
-                ledger.unsettled = except;
-                r
-            })
+        } else {
+            None
         };
+        let batch = match inline {
+            Some(r) => Ok(r),
+            None => {
+                let (p, n) = (pipeline.clone(), name.clone());
+                let except = std::mem::take(&mut ledger.unsettled);
+                crate::blocking::run(move || {
+                    let _guard = p.catalog.lock();
+                    let r = p.store().peek_except(&n, BATCH, &except);
+                    (r, except)
+                })
+                .await
+                .map(|(r, except)| {
+                    ledger.unsettled = except;
+                    r
+                })
+            }
+        };
+        caught_up = matches!(&batch, Ok(Ok(b)) if b.len() < BATCH).then(Instant::now);
         let batch = match batch {
             Ok(Ok(b)) if b.is_empty() => {
                 if ledger.pending.is_empty() {

@@ -290,6 +290,54 @@ fn too_large_and_bad_names_are_refused() {
 }
 
 #[test]
+fn append_units_commits_each_unit_on_its_own_in_one_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, faults) = fault_opts(&["s"]);
+    o.max_record_bytes = 100;
+    let (store, _) = Store::open(dir.path(), o).unwrap();
+    store.append(&rec("M0", b"first")).unwrap();
+    let syncs = faults.seg_syncs.load(std::sync::atomic::Ordering::Relaxed);
+    let big = [0u8; 200];
+    let a = [rec("A1", b"a1"), rec("A2", b"a2")];
+    let bad = [rec("B1", b"b1"), rec("B2", &big)];
+    let c = [rec("C1", b"c1")];
+    let results = store.append_units(&[&a, &bad, &[], &c]);
+    assert_eq!(results.len(), 4);
+    let got = |i: usize| -> Vec<u64> {
+        results[i]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|id| id.get())
+            .collect()
+    };
+    assert_eq!(got(0), vec![2, 3]);
+    assert!(
+        matches!(results[1], Err(Error::RecordTooLarge { .. })),
+        "the unit holding a record over the limit fails whole: {:?}",
+        results[1]
+    );
+    assert_eq!(got(2), Vec::<u64>::new());
+    assert_eq!(got(3), vec![4]);
+    assert_eq!(
+        faults.seg_syncs.load(std::sync::atomic::Ordering::Relaxed) - syncs,
+        1,
+        "the units share one fdatasync"
+    );
+    let entries = store.peek("s", 10).unwrap();
+    let cids: Vec<&str> = entries.iter().map(|e| e.control_id.as_str()).collect();
+    assert_eq!(
+        cids,
+        ["M0", "A1", "A2", "C1"],
+        "B1 was not stored without B2"
+    );
+    drop(store);
+    let (ro, _) = Store::open_read_only(dir.path(), opts(&[])).unwrap();
+    let r = ro.append_units(&[&c]);
+    assert!(matches!(r[0], Err(Error::ReadOnly { .. })));
+}
+
+#[test]
 fn second_writer_is_locked_out_and_read_only_works_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), opts(&["s"])).unwrap();
