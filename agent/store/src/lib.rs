@@ -83,7 +83,10 @@
 //! readers and wakes the *followers* (condvar), each of which finds its result. Appends arriving
 //! while the leader syncs queue up for the next leader, so N concurrent writers cost about one
 //! `fdatasync` per round, not N. There is no timer: a lone writer pays exactly one write and one
-//! `fdatasync` per record. [`Store::append_batch`] commits several records as one unit.
+//! `fdatasync` per record. [`Store::append_batch`] commits several records as one unit;
+//! [`Store::append_units`] queues several independent units at once, for a caller that gathers
+//! appends itself (the agent's commit thread) and wants them in one group without a thread per
+//! waiting append.
 //!
 //! # Preallocation
 //!
