@@ -311,7 +311,7 @@ pub struct AgentStatus {
     pub sources: Vec<SourceStatus>,
     /// Sinks.
     pub sinks: Vec<SinkStatus>,
-    /// Store commit latency (append + fsync).
+    /// Store commit latency (from hand-over to durable, successful commits only).
     pub commit_latency: LatencySnapshot,
 }
 
@@ -320,8 +320,9 @@ pub const COMMIT_BUCKETS_US: [u64; 12] = [
     250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
 ];
 
-/// How long commits take: append plus fsync in the store, the time an analyser or sender waits
-/// for its ACK beyond the protocol itself. On a Pi's SD card this is the figure to watch.
+/// How long successful commits take, from handing the records to the store until they are
+/// fsynced (waiting for a group commit included): the time an analyser or sender waits for its
+/// ACK beyond the protocol itself. On a Pi's SD card this is the figure to watch.
 #[derive(Debug, Default)]
 pub struct CommitLatency {
     buckets: [AtomicU64; COMMIT_BUCKETS_US.len()],

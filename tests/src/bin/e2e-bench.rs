@@ -836,7 +836,7 @@ struct Scenario {
     lat: Vec<Duration>,
     /// Agent CPU (user + system) per message, in microseconds, over all rounds.
     cpu_us_per_msg: f64,
-    /// Mean time a message waited for its commit (append + fdatasync), microseconds.
+    /// Mean time a message waited for its commit (hand-over to durable), microseconds.
     commit_us: f64,
 }
 
@@ -1514,7 +1514,7 @@ fn run() -> Res<()> {
         )
         .vs(reference, sc.reference())
         .note(format!(
-            "agent's commit wait (append + fdatasync) mean {:.0} us; sender's AA p50 {:.2} ms, p99 {:.2} ms",
+            "agent's commit wait (hand-over to durable) mean {:.0} us; sender's AA p50 {:.2} ms, p99 {:.2} ms",
             sc.commit_us,
             pct_ms(&sc.acks, 0.5),
             pct_ms(&sc.acks, 0.99)

@@ -51,9 +51,12 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_MAX: usize = 1024;
 /// ... or when the queue has been empty this long, so an idle sink's cursor is on disk at once.
 const FLUSH_IDLE: Duration = Duration::from_millis(5);
-/// Entries committed after a read that found the sink caught up, within this long, are still
-/// in the page cache: they are read in place (see [`run_sink`]).
+/// Within this long of a read that found the sink caught up, the next entries are read in
+/// place, at most [`FRESH_BATCH`] of them (see [`run_sink`]).
 const FRESH: Duration = Duration::from_secs(1);
+/// Entries read in place at a time: few, so that if they are not in the page cache after all
+/// (an operator retried old dead letters) the worker is not held for long.
+const FRESH_BATCH: usize = 8;
 
 /// Runs one sink until shutdown.
 ///
@@ -91,14 +94,15 @@ pub async fn run_sink<D: Deliver>(
         let notified = committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        // Caught up moments ago: what is new was just committed and is in the page cache, so
-        // read it here rather than hand this worker's tasks to another thread and back. A
-        // backlog (after an outage, at start) is read on a blocking thread.
+        // Caught up moments ago: what is new was most likely just committed and is in the page
+        // cache, so read a few entries here rather than hand this worker's tasks to another
+        // thread and back. A backlog (after an outage, at start) is read on a blocking thread.
         let inline = if caught_up.is_some_and(|t| t.elapsed() < FRESH) {
             pipeline.catalog.try_lock().ok().map(|_guard| {
                 pipeline
                     .store()
-                    .peek_except(&name, BATCH, &ledger.unsettled)
+                    .peek_except(&name, FRESH_BATCH, &ledger.unsettled)
+                    .map(|b| (b, FRESH_BATCH))
             })
         } else {
             None
@@ -116,11 +120,13 @@ pub async fn run_sink<D: Deliver>(
                 .await
                 .map(|(r, except)| {
                     ledger.unsettled = except;
-                    r
+                    r.map(|b| (b, BATCH))
                 })
             }
         };
-        caught_up = matches!(&batch, Ok(Ok(b)) if b.len() < BATCH).then(Instant::now);
+        // Fewer than asked for: the sink has caught up.
+        caught_up = matches!(&batch, Ok(Ok((b, asked))) if b.len() < *asked).then(Instant::now);
+        let batch = batch.map(|r| r.map(|(b, _)| b));
         let batch = match batch {
             Ok(Ok(b)) if b.is_empty() => {
                 if ledger.pending.is_empty() {

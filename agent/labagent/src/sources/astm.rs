@@ -21,6 +21,7 @@ struct Committer<I> {
     source: Arc<str>,
     ingest: Arc<I>,
     health: Arc<SourceHealth>,
+    shutdown: CancellationToken,
 }
 
 impl<I: Ingest> LinkHandler for Committer<I> {
@@ -59,10 +60,20 @@ impl<I: Ingest> LinkHandler for Committer<I> {
                     if matches!(e, crate::ingest::IngestError::ShuttingDown) {
                         return false;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                        () = self.shutdown.cancelled() => {
+                            tracing::error!(source = %self.source, message = %message.id, "stopping: a message ended by EOT could not be stored and is lost");
+                            return false;
+                        }
+                    }
                 }
             }
         }
+    }
+
+    fn stopping(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.shutdown.cancelled()
     }
 
     fn on_event(&mut self, event: &Event) {
@@ -99,12 +110,11 @@ where
         source: source.clone(),
         ingest: ingest.clone(),
         health: health.clone(),
+        shutdown: shutdown.clone(),
     };
     health.connected();
-    let end = tokio::select! {
-        end = driver::drive(io, &mut link, &mut handler) => end,
-        () = shutdown.cancelled() => Ok(DriveEnd::Done),
-    };
+    // The driver stops at `shutdown` only between messages (see `LinkHandler::stopping`).
+    let end = driver::drive(io, &mut link, &mut handler).await;
     health.disconnected();
     end
 }
@@ -262,5 +272,89 @@ pub fn end_name(end: MessageEnd) -> &'static str {
         MessageEnd::Terminator => "L record",
         MessageEnd::NextHeader => "next H record",
         MessageEnd::Eot => "EOT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::IngestError;
+    use labagent_astm::chars::{ACK, ENQ};
+    use labagent_astm::frame::{STANDARD_MAX_TEXT, frames_for_message};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Notify;
+
+    /// Fault injection: a commit that starts, says so, and finishes only when let go.
+    struct SlowCommit {
+        started: Notify,
+        release: Notify,
+    }
+
+    impl Ingest for SlowCommit {
+        async fn ingest(&self, _inbound: Inbound) -> Result<Outcome, IngestError> {
+            self.started.notify_one();
+            self.release.notified().await;
+            Ok(Outcome::Committed {
+                control_ids: vec!["C1".into()],
+            })
+        }
+    }
+
+    async fn read_byte(io: &mut tokio::io::DuplexStream) -> u8 {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut b))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read");
+        b[0]
+    }
+
+    #[tokio::test]
+    async fn a_stop_during_a_commit_still_acknowledges_the_message() {
+        let (mut analyser, mut agent) = tokio::io::duplex(4096);
+        let ingest = Arc::new(SlowCommit {
+            started: Notify::new(),
+            release: Notify::new(),
+        });
+        let shutdown = CancellationToken::new();
+        let health = SourceHealth::new("an", "astm-tcp", "test".into());
+        let link = {
+            let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let source: Arc<str> = Arc::from("an");
+                serve_link(
+                    &mut agent,
+                    &source,
+                    &LinkConfig::default(),
+                    &ingest,
+                    &health,
+                    &shutdown,
+                )
+                .await
+            })
+        };
+        analyser.write_all(&[ENQ]).await.expect("write");
+        assert_eq!(read_byte(&mut analyser).await, ACK);
+        let frames = frames_for_message(b"H|\\^&\rL|1|N\r", 1, STANDARD_MAX_TEXT);
+        let (last, before) = frames.split_last().expect("frames");
+        for f in before {
+            analyser.write_all(&f.to_bytes()).await.expect("write");
+            assert_eq!(read_byte(&mut analyser).await, ACK);
+        }
+        analyser.write_all(&last.to_bytes()).await.expect("write");
+        ingest.started.notified().await;
+        // The agent stops while the message is being committed ...
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        ingest.release.notify_one();
+        // ... and still acknowledges it, so the analyser does not send it again.
+        assert_eq!(read_byte(&mut analyser).await, ACK);
+        // Then it stops, between messages.
+        let end = tokio::time::timeout(Duration::from_secs(5), link)
+            .await
+            .expect("the link stops")
+            .expect("task");
+        assert_eq!(end.expect("drive"), DriveEnd::Done);
     }
 }

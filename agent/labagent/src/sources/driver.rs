@@ -21,12 +21,20 @@ pub trait LinkHandler {
     fn done(&self, _link: &Link) -> bool {
         false
     }
+
+    /// Resolves when the driver should stop (shutdown, reload). The driver looks at it only
+    /// while it waits for input, never between a message's commit and its ACK: a stop there
+    /// would leave a stored message unacknowledged, the analyser would send it again, and its
+    /// new translation would reach the EHR under new control ids, a duplicate nobody can spot.
+    fn stopping(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// Why [`drive`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriveEnd {
-    /// The handler said it is done.
+    /// The handler said it is done, or asked the driver to stop.
     Done,
     /// The peer closed the stream (a pty hang-up reads as end of file too).
     Eof,
@@ -62,6 +70,7 @@ where
         }
         let deadline = link.poll_timeout();
         tokio::select! {
+            () = handler.stopping() => return Ok(DriveEnd::Done),
             read = io.read(&mut buf) => {
                 let n = read?;
                 if n == 0 {

@@ -338,6 +338,35 @@ fn append_units_commits_each_unit_on_its_own_in_one_group() {
 }
 
 #[test]
+fn append_units_a_unit_that_does_not_fit_leaves_a_later_smaller_one_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&["s"]);
+    o.max_bytes = 4096;
+    o.segment_bytes = 4096;
+    o.preallocate_bytes = 0;
+    let (store, _) = Store::open(dir.path(), o).unwrap();
+    let filler = [7u8; 1000];
+    let mut n = 0;
+    while store.append(&rec(&format!("F{n}"), &filler)).is_ok() {
+        n += 1;
+    }
+    assert!(n >= 2, "the store took {n} fillers");
+    let big = [rec("BIG", &filler)];
+    let small = [rec("SMALL", b"s")];
+    let results = store.append_units(&[&big, &small]);
+    assert!(
+        matches!(results[0], Err(Error::Full { .. })),
+        "{:?}",
+        results[0]
+    );
+    let id = results[1].as_ref().expect("the small unit still fits")[0];
+    let entries = store.peek("s", usize::MAX).unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!((last.id, last.control_id.as_str()), (id, "SMALL"));
+    assert!(entries.iter().all(|e| e.control_id != "BIG"));
+}
+
+#[test]
 fn second_writer_is_locked_out_and_read_only_works_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), opts(&["s"])).unwrap();
