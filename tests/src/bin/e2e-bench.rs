@@ -36,9 +36,9 @@
 //!   VmRSS 0.5 s after READY with N undelivered, queue depth from `/api/status`.
 //!
 //! Knobs (environment): `E2E_DIR` (parent of the temp dirs), `E2E_FSYNC_N` (records per (a)
-//! measurement, 1000), `E2E_GROUP_N` (records per (b) measurement, 8000), `E2E_ECHO_N` (messages
-//! per echo sender, 2000), `E2E_N1` (1-sender messages, 3000), `E2E_N8` (messages per sender with
-//! 8 senders, 1000), `E2E_ROUNDS` (3), `E2E_ASTM_N` (200), `E2E_BACKLOG_N` (100000; 0 skips (g);
+//! measurement, 2000), `E2E_GROUP_N` (records per (b) measurement, 8000), `E2E_ECHO_N` (messages
+//! per echo sender, 2000), `E2E_N1` (1-sender messages, 10000), `E2E_N8` (messages per sender with
+//! 8 senders, 1000), `E2E_ROUNDS` (5), `E2E_ASTM_N` (200), `E2E_BACKLOG_N` (100000; 0 skips (g);
 //! the targets name 1000000), `E2E_BACKLOG_SENDERS` (32), `E2E_DRAIN_TIMEOUT_S` (300),
 //! `LABAGENT_BIN` (default: `labagent` next to this executable, which must be a release build).
 //!
@@ -1424,12 +1424,12 @@ fn run() -> Res<()> {
     );
     let started = Instant::now();
 
-    let fsync_n = env_u64("E2E_FSYNC_N", 1000);
+    let fsync_n = env_u64("E2E_FSYNC_N", 2000);
     let group_n = env_u64("E2E_GROUP_N", 8000);
     let echo_n = env_u64("E2E_ECHO_N", 2000) as usize;
-    let n1 = env_u64("E2E_N1", 3000) as usize;
+    let n1 = env_u64("E2E_N1", 10000) as usize;
     let n8 = env_u64("E2E_N8", 1000) as usize;
-    let rounds = env_u64("E2E_ROUNDS", 3).max(1) as usize;
+    let rounds = env_u64("E2E_ROUNDS", 5).max(1) as usize;
     let astm_n = env_u64("E2E_ASTM_N", 200) as usize;
     let backlog_n = env_u64("E2E_BACKLOG_N", 100_000) as usize;
     let backlog_senders = env_u64("E2E_BACKLOG_SENDERS", 32).max(1) as usize;
