@@ -334,18 +334,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_lone_commit_runs_in_place_and_a_full_store_is_back_pressure() {
+    /// On `rt`: a first commit into a 4 KiB store wakes the sinks and is committed the way
+    /// `groups` (the thread's (groups, units) after it) says; then the store fills, and a
+    /// refused commit wakes no sink.
+    fn lone_commit_then_full(rt: &tokio::runtime::Runtime, groups: (u64, u64), why: &str) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), Some(4096));
         let committed = Arc::new(Notify::new());
         let committer =
             Committer::start(store.clone(), committed.clone(), Arc::default()).expect("start");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
         rt.block_on(async {
             let woken = committed.notified();
             tokio::pin!(woken);
@@ -355,43 +352,7 @@ mod tests {
                 .await
                 .expect("commit");
             assert_eq!(ids[0].get(), 1);
-            assert_eq!(
-                committer.groups(),
-                (0, 0),
-                "nothing else in flight: committed in place"
-            );
-            tokio::time::timeout(Duration::from_secs(1), woken)
-                .await
-                .expect("the sinks were woken");
-            assert_eq!(fill(&committer).await, IngestError::Full);
-        });
-    }
-
-    #[test]
-    fn a_single_thread_runtime_commits_on_the_thread_and_full_wakes_no_sink() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(dir.path(), Some(4096));
-        let committed = Arc::new(Notify::new());
-        let committer =
-            Committer::start(store.clone(), committed.clone(), Arc::default()).expect("start");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let woken = committed.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let ids = committer
-                .commit(vec![record("M1".into(), b"x")])
-                .await
-                .expect("commit");
-            assert_eq!(ids[0].get(), 1);
-            assert_eq!(
-                committer.groups(),
-                (1, 1),
-                "a runtime with one thread never blocks it: the commit went to the thread"
-            );
+            assert_eq!(committer.groups(), groups, "{why}");
             tokio::time::timeout(Duration::from_secs(1), woken)
                 .await
                 .expect("the sinks were woken");
@@ -407,9 +368,32 @@ mod tests {
                 tokio::time::timeout(Duration::from_millis(100), woken)
                     .await
                     .is_err(),
-                "a group that committed nothing woke the sinks"
+                "a commit that stored nothing woke the sinks"
             );
         });
+    }
+
+    #[test]
+    fn a_lone_commit_runs_in_place_and_a_full_store_is_back_pressure() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        lone_commit_then_full(&rt, (0, 0), "nothing else in flight: committed in place");
+    }
+
+    #[test]
+    fn a_single_thread_runtime_commits_on_the_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        lone_commit_then_full(
+            &rt,
+            (1, 1),
+            "a runtime with one thread never blocks it: the commit went to the thread",
+        );
     }
 
     #[test]
