@@ -433,8 +433,9 @@ pub struct Observation {
     pub sub_id: Option<String>,
     /// OBX-2 and OBX-5.
     pub value: ObservationValue,
-    /// OBX-6 units (CE), e.g. `10*9/L^10*9/L^UCUM`.
-    pub units: Option<Coded>,
+    /// OBX-6 units (CE), e.g. `10*9/L^10*9/L^UCUM`, optionally with the analyser's own unit as
+    /// the alternate triplet.
+    pub units: Option<Cwe>,
     /// OBX-7 reference range, e.g. `4.0-11.0`.
     pub reference_range: Option<String>,
     /// OBX-8 abnormal flags (table 0078), repeated: `L`, `H`, `LL`, `HH`, `<`, `>`, `N`, `A` …

@@ -129,7 +129,7 @@ proptest! {
         let obs = &mut oru.observations[2];
         obs.value = ObservationValue::String(st.clone());
         obs.reference_range = Some(range.clone());
-        obs.units = Some(Coded::new("u", &unit, "99U"));
+        obs.units = Some(Coded::new("u", &unit, "99U").into());
         obs.code.primary.text = code_text.clone();
         obs.abnormal_flags = vec![flag.clone(), "H".into()];
         obs.notes = vec![note.clone(), st.clone()];

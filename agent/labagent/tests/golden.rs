@@ -10,7 +10,9 @@ use labagent_astm::record::FieldPath;
 use labagent_hl7::control_id::ControlIdGenerator;
 use labagent_hl7::time::{Hl7Ts, time_zone};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+#[path = "support/validator.rs"]
+mod validator;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -153,50 +155,14 @@ fn corpus_translations_match_golden_files() {
     eprintln!("golden: {} traces compared", CASES.len());
 }
 
-/// Every golden file passes the strict ORU_R01 v2.5.1 validator. A missing validator is a
-/// failure, never a skip: `.ci/run` installs it.
+/// Every golden file passes the strict ORU_R01 v2.5.1 validator.
 #[test]
 fn golden_files_validate_strictly() {
-    let python = std::env::var_os("LABAGENT_VALIDATOR_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv-tools/bin/python"));
-    let validator = std::env::var_os("LABAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
-        .join("tools/validate_oru.py");
-    assert!(
-        python.exists(),
-        "validator python missing at {} (python3 -m venv .venv-tools && .venv-tools/bin/pip install hl7apy==1.3.5)",
-        python.display()
-    );
     let files: Vec<PathBuf> = CASES
         .iter()
         .map(|(trace, ..)| golden_dir().join(golden_name(trace)))
         .collect();
-    let out = Command::new(&python)
-        .arg(&validator)
-        .args(["--as-version", "2.5.1"])
-        .args(&files)
-        .output()
-        .expect("run validator");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout.lines().last().unwrap_or_default().to_string();
-    assert!(
-        out.status.success(),
-        "validator failed: {}\n{}",
-        summary,
-        stdout
-            .lines()
-            .filter(|l| l.starts_with("FAIL") || l.contains("error:"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(summary.contains("fail=0"), "{summary}");
-    let ok: usize = summary
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("ok="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let (summary, ok) = validator::validate_strictly(&files);
     assert!(ok >= CASES.len(), "only {ok} messages validated: {summary}");
     eprintln!("validator: {summary}");
 }

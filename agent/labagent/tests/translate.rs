@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/validator.rs"]
+mod validator;
+
 const BIN: &str = env!("CARGO_BIN_EXE_labagent");
 
 fn corpus() -> PathBuf {
@@ -110,4 +113,51 @@ fn untranslatable_capture_exits_1_with_the_reason() {
         err.contains("ortho_vitros3600_3.astm: message 1: no results to translate (a host query)"),
         "{err}"
     );
+}
+
+/// The shipped Pentra sample maps each test to a UCUM unit, because the Pentra's R.5 is a unit
+/// set index (`1`): OBX-6 carries the unit, the index stays as the alternate triplet, and the
+/// message passes the strict validator.
+#[test]
+fn pentra_sample_sends_ucum_units_for_its_unit_index() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/horiba-pentra.toml");
+    let out = Command::new(BIN)
+        .args(["translate", "--config"])
+        .arg(&config)
+        .args(["--source", "pentra", "--at", "20261125120000+0000"])
+        .arg(corpus().join("horiba_pentraxlr_1.astm"))
+        .output()
+        .expect("translate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let obx6 = |code: &str| -> Option<String> {
+        text.split(['\r', '\n'])
+            .filter(|s| s.starts_with("OBX|"))
+            .find(|s| {
+                s.split('|')
+                    .nth(3)
+                    .is_some_and(|f| f.contains(&format!("^{code}^L")))
+            })
+            .and_then(|s| s.split('|').nth(6).map(str::to_string))
+    };
+    assert_eq!(
+        obx6("WBC").as_deref(),
+        Some("10*3/uL^10*3/uL^UCUM^1^^L"),
+        "{text}"
+    );
+    assert_eq!(
+        obx6("HGB").as_deref(),
+        Some("g/dL^g/dL^UCUM^1^^L"),
+        "{text}"
+    );
+    assert_eq!(obx6("HCT").as_deref(), Some("%^%^UCUM^1^^L"), "{text}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pentra.hl7");
+    std::fs::write(&file, text.as_bytes()).expect("write");
+    let (summary, ok) = validator::validate_strictly(&[file]);
+    assert!(ok >= 1, "{summary}");
 }

@@ -29,7 +29,7 @@ pub fn numeric_obs(local: &str, loinc: &str, text: &str, value: &str, unit: &str
             Coded::new(local, local, "99XN"),
         ),
         value: ObservationValue::Numeric(value.into()),
-        units: Some(Coded::new(unit, unit, "UCUM")),
+        units: Some(Coded::new(unit, unit, "UCUM").into()),
         reference_range: Some("4.0-11.0".into()),
         abnormal_flags: vec!["N".into()],
         status: ResultStatus::Final,
@@ -101,7 +101,7 @@ pub fn representative() -> OruR01 {
                     Comparator::Lt,
                     "0.5",
                 )),
-                units: Some(Coded::new("mg/L", "mg/L", "UCUM")),
+                units: Some(Coded::new("mg/L", "mg/L", "UCUM").into()),
                 abnormal_flags: vec!["L".into(), "<".into()],
                 status: ResultStatus::Final,
                 ..Observation::default()

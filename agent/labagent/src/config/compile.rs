@@ -1410,6 +1410,30 @@ impl Ctx {
                     );
                     tests = None;
                 }
+                let unit = match &e.unit {
+                    Some(u) if u.get_ref().trim().is_empty() => {
+                        self.err(
+                            &u.span(),
+                            format!("{key}.unit"),
+                            K::InvalidValue,
+                            "empty unit: leave it out to pass on the analyser's R.5",
+                        );
+                        tests = None;
+                        None
+                    }
+                    Some(u) if u.get_ref().chars().any(|c| c.is_control() || c == ' ') => {
+                        self.err(
+                            &u.span(),
+                            format!("{key}.unit"),
+                            K::InvalidValue,
+                            "a UCUM unit has no spaces or control characters (e.g. \"10*3/uL\", \"g/dL\", \"%\")",
+                        );
+                        tests = None;
+                        None
+                    }
+                    Some(u) => Some(u.get_ref().clone()),
+                    None => None,
+                };
                 match (code, tests.as_mut()) {
                     (Some(code), Some(map)) => {
                         map.insert(
@@ -1426,6 +1450,7 @@ impl Ctx {
                                     .as_ref()
                                     .map(|t| t.get_ref().clone())
                                     .unwrap_or_else(|| "LN".to_owned()),
+                                unit,
                             },
                         );
                     }

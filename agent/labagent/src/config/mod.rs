@@ -931,6 +931,34 @@ password_file = "{}"
         );
     }
 
+    #[test]
+    fn a_test_unit_is_kept_and_a_blank_or_spaced_one_refused() {
+        let with = |unit: &str| {
+            MINIMAL.replace(
+                "[[sink]]",
+                &format!(
+                    "mapping = \"m\"\n[mapping.m.tests]\n\"WBC\" = {{ code = \"6690-2\", unit = {unit} }}\n\"HGB\" = {{ code = \"718-7\" }}\n[[sink]]"
+                ),
+            )
+        };
+        let c = from_str(&with("\"10*3/uL\""), "x.toml", Path::new(""))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tests = &c.sources[0].mapping.tests;
+        assert_eq!(tests["WBC"].unit.as_deref(), Some("10*3/uL"));
+        assert_eq!(tests["HGB"].unit, None);
+        for (bad, why) in [
+            ("\" \"", "empty unit"),
+            ("\"10^3 /uL\"", "a UCUM unit has no spaces"),
+        ] {
+            let e = from_str(&with(bad), "x.toml", Path::new(""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("x.toml:"), "{e}");
+            assert!(e.contains("mapping.m.tests.WBC.unit: "), "{e}");
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
     /// Every sample config under the workspace's `configs/` compiles (rathole: check that the
     /// test visits more than zero files when there are any). `LABAGENT_CONFIGS_DIR` overrides
     /// the directory.

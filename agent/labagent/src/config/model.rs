@@ -472,6 +472,10 @@ pub struct TestCode {
     pub text: String,
     /// `system` (OBX-3.3); default `LN` (LOINC).
     pub system: String,
+    /// `unit` (OBX-6.1, UCUM): for analysers whose R.5 is not a unit (the Pentra sends a unit
+    /// set index, `1`); the analyser's R.5 is kept as OBX-6's alternate triplet. Default: none,
+    /// OBX-6 is R.5 as sent.
+    pub unit: Option<String>,
 }
 
 /// One `[[sink]]`.

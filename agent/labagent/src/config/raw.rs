@@ -180,6 +180,8 @@ pub struct RawTest {
     pub text: Option<Spanned<String>>,
     /// OBX-3.3 coding system.
     pub system: Option<Spanned<String>>,
+    /// OBX-6 unit (UCUM), replacing what the analyser sends in R.5.
+    pub unit: Option<Spanned<String>>,
 }
 
 /// `[[sink]] kind`.

@@ -308,7 +308,8 @@ fn observation(
 ) -> Observation {
     let local = test_code(r, mapping);
     let local_coded = Coded::new(&local, &local, "L");
-    let code = match mapping.tests.get(&local) {
+    let entry = mapping.tests.get(&local);
+    let code = match entry {
         Some(e) => Cwe::with_alternate(Coded::new(&e.code, &e.text, &e.system), local_coded),
         None => Cwe::from(local_coded),
     };
@@ -354,12 +355,22 @@ fn observation(
     } else {
         vec![Ei::from(instrument)]
     };
-    let units = r.component(5, 1).trim();
+    let sent_unit = r.component(5, 1).trim();
+    let sent = (!sent_unit.is_empty()).then(|| Coded::new(sent_unit, "", "L"));
+    // A unit from the code table wins (the analyser's R.5 may be an index, not a unit); what
+    // the analyser sent stays beside it as the alternate triplet.
+    let units = match entry.and_then(|e| e.unit.as_deref()) {
+        Some(unit) => Some(Cwe {
+            primary: Coded::new(unit, unit, "UCUM"),
+            alternate: sent,
+        }),
+        None => sent.map(|s| Cwe::from(Coded::new(&s.code, "", ""))),
+    };
     Observation {
         code,
         sub_id: None,
         value: normalised.value,
-        units: (!units.is_empty()).then(|| Coded::new(units, "", "")),
+        units,
         reference_range: value::reference_range(&range_components),
         abnormal_flags: flags,
         status,
@@ -507,6 +518,7 @@ mod tests {
                 code: "6690-2".into(),
                 text: "Leukocytes".into(),
                 system: "LN".into(),
+                unit: None,
             },
         );
         let orus = run(
@@ -526,6 +538,44 @@ mod tests {
             code.alternate.as_ref().map(|a| a.code.as_str()),
             Some("WBC")
         );
+        let units = o.observations[0].units.as_ref().expect("OBX-6");
+        assert_eq!(
+            (units.primary.code.as_str(), units.primary.system.as_str()),
+            ("10*3/uL", ""),
+            "no unit in the table: R.5 as sent"
+        );
+        assert!(units.alternate.is_none());
+    }
+
+    #[test]
+    fn a_table_unit_replaces_a_unit_index_which_stays_as_the_alternate() {
+        let mut mapping = Mapping::default_for("pentra");
+        mapping.test_code = vec!["R.3.4".parse().expect("path")];
+        mapping.tests.insert(
+            "HGB".into(),
+            TestCode {
+                code: "718-7".into(),
+                text: "Hemoglobin".into(),
+                system: "LN".into(),
+                unit: Some("g/dL".into()),
+            },
+        );
+        let orus = run(
+            "H|\\^&\rP|1\rO|1|S1\rR|1|^^^HGB^717-9^1|14.0|1\rR|2|^^^PLT^777-3^1|234|1\rR|3|^^^X|1|\rL|1\r",
+            &mapping,
+        )
+        .expect("translate");
+        let obs = &orus[0].observations;
+        let hgb = obs[0].units.as_ref().expect("OBX-6");
+        assert_eq!(hgb.primary, Coded::new("g/dL", "g/dL", "UCUM"));
+        assert_eq!(hgb.alternate, Some(Coded::new("1", "", "L")));
+        let plt = obs[1].units.as_ref().expect("OBX-6");
+        assert_eq!(
+            plt.primary,
+            Coded::new("1", "", ""),
+            "not in the table: as sent"
+        );
+        assert!(obs[2].units.is_none(), "no R.5, no table unit: no OBX-6");
     }
 
     #[test]
