@@ -85,6 +85,7 @@ pub async fn run_sink<D: Deliver>(
         health: health.clone(),
         pending: Vec::new(),
         unsettled: HashSet::new(),
+        delivered: HashSet::new(),
         oldest: None,
     };
     // When the last read found fewer than a batch (the sink was caught up).
@@ -166,7 +167,11 @@ pub async fn run_sink<D: Deliver>(
         };
         for entry in batch {
             let skip = !sources.contains(&entry.source);
-            let outcome = if skip {
+            let outcome = if ledger.delivered.remove(&entry.id) {
+                // Acknowledged downstream before a failed ledger write: record it, do not
+                // send it again.
+                Some(Settle::Again)
+            } else if skip {
                 Some(Settle::Skip)
             } else if entry.kind == Kind::RawAstm {
                 retranslate_and_deliver(
@@ -215,6 +220,11 @@ struct Ledger {
     pending: Vec<(Entry, Settle)>,
     /// The ids in `pending`, left out when the store is read for more.
     unsettled: HashSet<RecordId>,
+    /// Entries the destination acknowledged whose outcome a failed write did not record: when
+    /// the store hands them out again they are recorded without being sent twice. (An
+    /// operator's retry of a parked entry ahead of the cursor makes the next write fail, as
+    /// the entries after it can no longer be acknowledged before it.)
+    delivered: HashSet<RecordId>,
     /// When the oldest of `pending` was delivered.
     oldest: Option<Instant>,
 }
@@ -246,7 +256,7 @@ impl Ledger {
             let items: Vec<Settlement<'_>> = pending
                 .iter()
                 .filter_map(|(e, s)| match s {
-                    Settle::Ack | Settle::Skip => Some(Settlement::Ack(e.id)),
+                    Settle::Ack | Settle::Skip | Settle::Again => Some(Settlement::Ack(e.id)),
                     Settle::Park(reason) => Some(Settlement::Park {
                         id: e.id,
                         reason,
@@ -268,12 +278,27 @@ impl Ledger {
             }
         };
         if let Err(e) = written {
-            tracing::error!(sink = %self.name, error = %e, count = pending.len(), "cannot record deliveries; they will be repeated");
+            // Nothing of the batch was recorded. What the destination acknowledged is kept, so
+            // that reading again from the cursor records it instead of sending it again.
+            self.delivered.extend(
+                pending
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Settle::Ack | Settle::Skip | Settle::Again))
+                    .map(|(e, _)| e.id),
+            );
+            if self.delivered.len() > 4 * FLUSH_MAX {
+                // Bounded: past this, some are sent again (at least once, same control ids).
+                self.delivered.clear();
+            }
+            tracing::error!(sink = %self.name, error = %e, count = pending.len(), "cannot record deliveries; reading again from the cursor");
             return false;
         }
         for (entry, settle) in &pending {
             match settle {
                 Settle::Restart => {}
+                Settle::Again => {
+                    tracing::debug!(sink = %self.name, record = %entry.id, "delivered earlier; recorded now");
+                }
                 Settle::Skip => {
                     tracing::debug!(sink = %self.name, record = %entry.id, source = %entry.source, "not for this sink");
                 }
@@ -373,6 +398,8 @@ enum Settle {
     Ack,
     /// Not for this sink (another source): passed over.
     Skip,
+    /// Acknowledged downstream earlier, recorded only now (see [`Ledger::delivered`]).
+    Again,
     /// Refused for good: parked with the reason.
     Park(String),
 }
@@ -383,5 +410,129 @@ async fn sleep_or_stop(backoff: &mut Backoff, shutdown: &CancellationToken) -> b
     tokio::select! {
         () = tokio::time::sleep(delay) => false,
         () = shutdown.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Inbound, Ingest, Outcome, Payload};
+    use crate::pipeline::sequence::Sequence;
+    use crate::pipeline::{SinkSpec, SourceSpec};
+    use crate::translate::Mapping;
+    use labagent_astm::charset::Charset;
+    use labagent_store::{Options, Store};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio::sync::Notify;
+
+    /// A destination that acknowledges everything, recording what it was sent; it holds the
+    /// entry with control id `hold` until `release`.
+    struct Recorder {
+        seen: Arc<Mutex<Vec<RecordId>>>,
+        hold: Option<String>,
+        reached: Arc<Notify>,
+        release: Arc<Notify>,
+    }
+
+    impl Deliver for Recorder {
+        async fn deliver(&mut self, entry: &Entry) -> Result<(), DeliveryError> {
+            if self.hold.as_deref() == Some(entry.control_id.as_str()) {
+                self.hold = None;
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+            self.seen.lock().expect("lock").push(entry.id);
+            Ok(())
+        }
+    }
+
+    fn hl7(control_id: Result<&str, &str>) -> Inbound {
+        Inbound {
+            source: Arc::from("lis"),
+            payload: Payload::Hl7 {
+                bytes: b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|X|P|2.5.1\r".to_vec(),
+                control_id: control_id.map(str::to_string).map_err(str::to_string),
+            },
+            received: SystemTime::now(),
+        }
+    }
+
+    /// An operator retries an entry parked at ingest while the sink holds deliveries past it
+    /// that are not yet recorded: the next ledger write fails (they can no longer be
+    /// acknowledged before it), and reading again from the cursor records them instead of
+    /// sending them a second time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_behind_unrecorded_deliveries_sends_nothing_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            Store::open(dir.path().join("store"), Options::new(["ehr"]))
+                .expect("store")
+                .0,
+        );
+        let sequence = Sequence::open(&dir.path().join("seq")).expect("sequence");
+        let sources = HashMap::from([(
+            "lis".to_string(),
+            SourceSpec {
+                mapping: Mapping::default_for("lis"),
+                charset: Charset::Latin1,
+            },
+        )]);
+        let sinks = vec![SinkSpec {
+            name: "ehr".into(),
+            sources: vec!["lis".into()],
+        }];
+        let pipeline = Arc::new(
+            Pipeline::new(
+                store.clone(),
+                "LAB",
+                sequence,
+                jiff::tz::TimeZone::UTC,
+                sources,
+                sinks,
+            )
+            .expect("pipeline"),
+        );
+        for m in [Ok("A"), Err("unparseable"), Ok("C"), Ok("D")] {
+            let outcome = pipeline.ingest(hl7(m)).await.expect("ingest");
+            assert_eq!(matches!(outcome, Outcome::Parked { .. }), m.is_err());
+        }
+        let parked = RecordId::new(2);
+        let (seen, reached, release) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+        );
+        let recorder = Recorder {
+            seen: seen.clone(),
+            hold: Some("D".into()),
+            reached: reached.clone(),
+            release: release.clone(),
+        };
+        let token = CancellationToken::new();
+        let health = SinkHealth::new("ehr", "test", "test".into());
+        let task = tokio::spawn(run_sink(
+            "ehr".into(),
+            vec!["lis".into()],
+            pipeline.clone(),
+            recorder,
+            health,
+            token.clone(),
+        ));
+        reached.notified().await;
+        // A and C are delivered, D is being delivered: none is recorded yet.
+        assert_eq!(store.status().expect("status").sinks[0].pending, 3);
+        store.retry("ehr", parked).expect("retry");
+        release.notify_one();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.status().expect("status").sinks[0].pending > 0 {
+            assert!(Instant::now() < deadline, "never recorded: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        token.cancel();
+        task.await.expect("sink");
+        let seen = seen.lock().expect("lock").clone();
+        let ids: Vec<u64> = seen.iter().map(|id| id.get()).collect();
+        assert_eq!(ids, [1, 3, 4, 2], "each entry sent exactly once");
     }
 }
