@@ -78,9 +78,6 @@ pub enum IngestError {
     /// Writing or syncing failed.
     #[error("store write failed: {0}")]
     Io(String),
-    /// The agent is shutting down.
-    #[error("shutting down")]
-    ShuttingDown,
 }
 
 /// Commits inbound messages durably. Implemented by the pipeline over the store, and by test

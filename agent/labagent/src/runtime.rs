@@ -638,7 +638,16 @@ impl Agent {
             // Stop the old one first: a listener must release its address before it is bound
             // again.
             component.token.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut component.handle).await;
+            let grace = crate::sources::CONNECTIONS_GRACE + Duration::from_secs(1);
+            if tokio::time::timeout(grace, &mut component.handle)
+                .await
+                .is_err()
+            {
+                // It must not keep a serial port or an address the replacement needs.
+                tracing::warn!(component = %part.name(), "did not stop in time; aborted");
+                component.handle.abort();
+                let _ = (&mut component.handle).await;
+            }
             let token = self.shutdown.child_token();
             let handle = match &part {
                 Part::Source(s) => {

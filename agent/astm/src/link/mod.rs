@@ -374,6 +374,14 @@ impl Link {
         matches!(self.state, State::Neutral) && self.outbox.is_empty()
     }
 
+    /// True when no received message is partly assembled, so the link can be dropped without
+    /// losing anything the peer believes delivered. While frames of a message are arriving
+    /// this is false: a message ended by EOT alone (no L record) has every frame acknowledged
+    /// before the EOT completes it, so stopping then would lose it silently.
+    pub fn is_between_messages(&self) -> bool {
+        !matches!(self.state, State::Receiving { .. }) || self.assembler.len() == 0
+    }
+
     /// True while a frame's reply is held for [`Link::commit`] / [`Link::refuse`].
     pub fn is_holding(&self) -> bool {
         matches!(self.state, State::Receiving { held: Some(_), .. })

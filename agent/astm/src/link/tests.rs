@@ -232,6 +232,38 @@ fn eot_without_l_completes_the_message_without_a_held_reply() {
 }
 
 #[test]
+fn between_messages_only_when_nothing_is_partly_received() {
+    let t = Instant::now();
+    let mut link = Link::new(LinkConfig::default());
+    assert!(link.is_between_messages(), "neutral");
+    link.handle_input(&[ENQ], t);
+    assert!(link.is_between_messages(), "a session with no frame yet");
+    // A message ended by EOT alone: every frame is acknowledged before the EOT completes it.
+    let text = b"H|\\^&\rP|1\rO|1|S9\rR|1|^^^HIV|< 839|cp/mL\r";
+    for f in frames(text) {
+        link.handle_input(&f, t);
+        assert!(!link.is_between_messages(), "frames of a message are in");
+    }
+    assert_eq!(
+        sent(&mut link),
+        vec![ACK; 5],
+        "ENQ and every frame acknowledged"
+    );
+    link.handle_input(&[EOT], t);
+    let m = message_of(&events(&mut link)).expect("message at EOT");
+    link.commit(m.id, t);
+    assert!(link.is_between_messages(), "after EOT");
+    // An L-terminated message: partly received until its last frame is committed.
+    let last = receive_until_last(&mut link, t);
+    assert!(!link.is_between_messages());
+    link.handle_input(&last, t);
+    let m = message_of(&events(&mut link)).expect("message");
+    link.commit(m.id, t);
+    assert_eq!(sent(&mut link), vec![ACK]);
+    assert!(link.is_between_messages(), "committed and acknowledged");
+}
+
+#[test]
 fn frame_numbers_cycle_modulo_8() {
     let t = Instant::now();
     let mut link = Link::new(LinkConfig::default());

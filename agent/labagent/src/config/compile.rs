@@ -1410,30 +1410,41 @@ impl Ctx {
                     );
                     tests = None;
                 }
-                let unit = match &e.unit {
-                    Some(u) if u.get_ref().trim().is_empty() => {
-                        self.err(
-                            &u.span(),
-                            format!("{key}.unit"),
-                            K::InvalidValue,
-                            "empty unit: leave it out to pass on the analyser's R.5",
-                        );
-                        tests = None;
+                let mut units = BTreeMap::new();
+                for (sent, ucum) in e
+                    .units
+                    .as_ref()
+                    .map(|u| u.get_ref().iter())
+                    .into_iter()
+                    .flatten()
+                {
+                    let at = format!("{key}.units.{sent}");
+                    let problem = if sent.trim().is_empty() {
+                        Some("empty: name what the analyser sends in R.5".to_string())
+                    } else if let Some(c) = ucum
+                        .get_ref()
+                        .chars()
+                        .find(|c| !c.is_ascii_graphic() || "|^&~\\".contains(*c))
+                    {
+                        Some(format!(
+                            "{c:?} in {:?}: a UCUM unit is printable ASCII without spaces or HL7 delimiters (write \"10*3/uL\", \"g/dL\", \"%\", \"umol/L\")",
+                            ucum.get_ref()
+                        ))
+                    } else if ucum.get_ref().is_empty() {
+                        Some("empty UCUM unit".to_string())
+                    } else {
                         None
+                    };
+                    match problem {
+                        Some(p) => {
+                            self.err(&ucum.span(), at, K::InvalidValue, &p);
+                            tests = None;
+                        }
+                        None => {
+                            units.insert(sent.trim().to_string(), ucum.get_ref().clone());
+                        }
                     }
-                    Some(u) if u.get_ref().chars().any(|c| c.is_control() || c == ' ') => {
-                        self.err(
-                            &u.span(),
-                            format!("{key}.unit"),
-                            K::InvalidValue,
-                            "a UCUM unit has no spaces or control characters (e.g. \"10*3/uL\", \"g/dL\", \"%\")",
-                        );
-                        tests = None;
-                        None
-                    }
-                    Some(u) => Some(u.get_ref().clone()),
-                    None => None,
-                };
+                }
                 match (code, tests.as_mut()) {
                     (Some(code), Some(map)) => {
                         map.insert(
@@ -1450,7 +1461,7 @@ impl Ctx {
                                     .as_ref()
                                     .map(|t| t.get_ref().clone())
                                     .unwrap_or_else(|| "LN".to_owned()),
-                                unit,
+                                units,
                             },
                         );
                     }

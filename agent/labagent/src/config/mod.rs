@@ -932,30 +932,47 @@ password_file = "{}"
     }
 
     #[test]
-    fn a_test_unit_is_kept_and_a_blank_or_spaced_one_refused() {
-        let with = |unit: &str| {
+    fn test_units_are_kept_and_a_unit_that_is_not_ucum_text_refused() {
+        let with = |units: &str| {
             MINIMAL.replace(
                 "[[sink]]",
                 &format!(
-                    "mapping = \"m\"\n[mapping.m.tests]\n\"WBC\" = {{ code = \"6690-2\", unit = {unit} }}\n\"HGB\" = {{ code = \"718-7\" }}\n[[sink]]"
+                    "mapping = \"m\"\n[mapping.m.tests]\n\"WBC\" = {{ code = \"6690-2\", units = {units} }}\n\"HGB\" = {{ code = \"718-7\" }}\n[[sink]]"
                 ),
             )
         };
-        let c = from_str(&with("\"10*3/uL\""), "x.toml", Path::new(""))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = from_str(
+            &with("{ \"1\" = \"10*3/uL\", \"10^3/uL\" = \"10*3/uL\" }"),
+            "x.toml",
+            Path::new(""),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let tests = &c.sources[0].mapping.tests;
-        assert_eq!(tests["WBC"].unit.as_deref(), Some("10*3/uL"));
-        assert_eq!(tests["HGB"].unit, None);
+        assert_eq!(
+            tests["WBC"].units.get("1").map(String::as_str),
+            Some("10*3/uL")
+        );
+        assert_eq!(
+            tests["WBC"].units.get("10^3/uL").map(String::as_str),
+            Some("10*3/uL")
+        );
+        assert!(tests["HGB"].units.is_empty());
         for (bad, why) in [
-            ("\" \"", "empty unit"),
-            ("\"10^3 /uL\"", "a UCUM unit has no spaces"),
+            ("{ \"1\" = \"\" }", "empty UCUM unit"),
+            ("{ \"1\" = \"10^3/uL\" }", "'^' in \"10^3/uL\""),
+            ("{ \"1\" = \"10*3 /uL\" }", "' ' in"),
+            ("{ \"1\" = \"\u{b5}mol/L\" }", "'\u{b5}' in"),
+            (
+                "{ \" \" = \"g/dL\" }",
+                "empty: name what the analyser sends",
+            ),
         ] {
             let e = from_str(&with(bad), "x.toml", Path::new(""))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("x.toml:"), "{e}");
-            assert!(e.contains("mapping.m.tests.WBC.unit: "), "{e}");
-            assert!(e.contains(why), "{e}");
+            assert!(e.contains("mapping.m.tests.WBC.units."), "{e}");
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

@@ -472,10 +472,12 @@ pub struct TestCode {
     pub text: String,
     /// `system` (OBX-3.3); default `LN` (LOINC).
     pub system: String,
-    /// `unit` (OBX-6.1, UCUM): for analysers whose R.5 is not a unit (the Pentra sends a unit
-    /// set index, `1`); the analyser's R.5 is kept as OBX-6's alternate triplet. Default: none,
-    /// OBX-6 is R.5 as sent.
-    pub unit: Option<String>,
+    /// `units`: what the analyser sends in R.5 -> the UCUM unit for OBX-6.1, for analysers
+    /// whose R.5 is not a UCUM unit (the Pentra sends a unit-set index, `1`; others `10^3/uL`).
+    /// A match puts the UCUM unit first and keeps R.5 as OBX-6's alternate triplet; an R.5 the
+    /// table does not name is sent as received, so a changed unit set on the analyser is never
+    /// relabelled. Default: empty.
+    pub units: BTreeMap<String, String>,
 }
 
 /// One `[[sink]]`.

@@ -180,8 +180,8 @@ pub struct RawTest {
     pub text: Option<Spanned<String>>,
     /// OBX-3.3 coding system.
     pub system: Option<Spanned<String>>,
-    /// OBX-6 unit (UCUM), replacing what the analyser sends in R.5.
-    pub unit: Option<Spanned<String>>,
+    /// What the analyser sends in R.5 -> the UCUM unit for OBX-6.
+    pub units: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// `[[sink]] kind`.

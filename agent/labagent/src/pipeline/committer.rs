@@ -163,9 +163,10 @@ impl Committer {
             let started = Instant::now();
             let new: Vec<NewRecord<'_>> = records.iter().map(OwnedRecord::as_new).collect();
             let result = shared.store.append_batch(&new);
-            let took = started.elapsed();
-            shared.record_commit(took);
             if result.is_ok() {
+                // Refusals (store full) are quick and say nothing about the disk.
+                let took = started.elapsed();
+                shared.record_commit(took);
                 shared.latency.observe(took);
                 shared.committed.notify_waiters();
             }
@@ -220,7 +221,9 @@ fn serve(shared: &Shared, rx: &mpsc::Receiver<Job>) {
         let units: Vec<&[NewRecord<'_>]> = records.iter().map(Vec::as_slice).collect();
         let started = Instant::now();
         let results = shared.store.append_units(&units);
-        shared.record_commit(started.elapsed());
+        if results.iter().any(Result::is_ok) {
+            shared.record_commit(started.elapsed());
+        }
         shared.groups.fetch_add(1, Ordering::Relaxed);
         shared.units.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         drop(units);
@@ -341,8 +344,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), Some(4096));
         let committed = Arc::new(Notify::new());
+        let latency = Arc::new(CommitLatency::default());
         let committer =
-            Committer::start(store.clone(), committed.clone(), Arc::default()).expect("start");
+            Committer::start(store.clone(), committed.clone(), latency.clone()).expect("start");
         rt.block_on(async {
             let woken = committed.notified();
             tokio::pin!(woken);
@@ -371,6 +375,12 @@ mod tests {
                 "a commit that stored nothing woke the sinks"
             );
         });
+        let stored = store.status().expect("status").sinks[0].pending;
+        assert_eq!(
+            latency.snapshot().count,
+            stored,
+            "commit latency counts the commits that stored something, not the refusals"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! through [`driver::drive`] and committing every complete message through [`Ingest`] before the
 //! link releases the completing frame's ACK.
 
+use super::STOP_GRACE;
 use super::driver::{self, DriveEnd, LinkHandler};
 use super::serial::SerialSettings;
 use crate::health::SourceHealth;
@@ -11,10 +12,11 @@ use ipnet::IpNet;
 use labagent_astm::link::{Event, Link, LinkConfig, MessageEnd, ReceivedMessage};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Connects a link's completed messages to [`Ingest`].
 struct Committer<I> {
@@ -35,6 +37,8 @@ impl<I: Ingest> LinkHandler for Committer<I> {
             },
             received: SystemTime::now(),
         };
+        // Once stopping, how long to keep trying to store a message ended by EOT.
+        let mut give_up_at: Option<Instant> = None;
         loop {
             match self.ingest.ingest(inbound.clone()).await {
                 Ok(outcome) => {
@@ -57,16 +61,14 @@ impl<I: Ingest> LinkHandler for Committer<I> {
                     // Ended by EOT: its frames are already acknowledged and there is nothing
                     // to NAK, so keep trying: this message exists only in our memory.
                     tracing::error!(source = %self.source, message = %message.id, error = %e, "commit failed for a message ended by EOT; retrying");
-                    if matches!(e, crate::ingest::IngestError::ShuttingDown) {
-                        return false;
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                        () = self.shutdown.cancelled() => {
+                    if self.shutdown.is_cancelled() {
+                        let by = *give_up_at.get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                        if Instant::now() >= by {
                             tracing::error!(source = %self.source, message = %message.id, "stopping: a message ended by EOT could not be stored and is lost");
                             return false;
                         }
                     }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
         }
@@ -134,10 +136,12 @@ pub async fn serve_tcp<I: Ingest>(
     health: Arc<SourceHealth>,
     shutdown: CancellationToken,
 ) {
+    // Links are tracked so a stop waits for the messages they are committing.
+    let links = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
         };
         let (mut stream, peer) = match accepted {
             Ok(a) => a,
@@ -158,7 +162,7 @@ pub async fn serve_tcp<I: Ingest>(
             health.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(async move {
+        links.spawn(async move {
             let end = serve_link(
                 &mut stream,
                 &source,
@@ -171,6 +175,8 @@ pub async fn serve_tcp<I: Ingest>(
             tracing::info!(source = %source, %peer, ?end, "analyser disconnected");
         });
     }
+    drop(listener);
+    super::wait_for(&source, links).await;
 }
 
 /// Opens a link's byte stream (a TCP dial, a serial port), runs the link over it, and opens it
@@ -279,7 +285,7 @@ pub fn end_name(end: MessageEnd) -> &'static str {
 mod tests {
     use super::*;
     use crate::ingest::IngestError;
-    use labagent_astm::chars::{ACK, ENQ};
+    use labagent_astm::chars::{ACK, ENQ, EOT};
     use labagent_astm::frame::{STANDARD_MAX_TEXT, frames_for_message};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -308,6 +314,65 @@ mod tests {
             .expect("an answer within 5 s")
             .expect("read");
         b[0]
+    }
+
+    /// Fault injection: commits at once and remembers what it was given.
+    #[derive(Default)]
+    struct Remember {
+        texts: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Ingest for Remember {
+        async fn ingest(&self, inbound: Inbound) -> Result<Outcome, IngestError> {
+            if let Payload::Astm { text, .. } = inbound.payload {
+                self.texts.lock().expect("lock").push(text);
+            }
+            Ok(Outcome::Committed {
+                control_ids: vec!["C1".into()],
+            })
+        }
+    }
+
+    /// A message with no L record is complete only at EOT, and its frames are acknowledged
+    /// before that: a stop in between waits for the EOT instead of losing the message.
+    #[tokio::test]
+    async fn a_stop_inside_a_transmission_waits_for_its_end() {
+        let (mut analyser, mut agent) = tokio::io::duplex(4096);
+        let ingest = Arc::new(Remember::default());
+        let shutdown = CancellationToken::new();
+        let health = SourceHealth::new("an", "astm-tcp", "test".into());
+        let link = {
+            let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let source: Arc<str> = Arc::from("an");
+                serve_link(
+                    &mut agent,
+                    &source,
+                    &LinkConfig::default(),
+                    &ingest,
+                    &health,
+                    &shutdown,
+                )
+                .await
+            })
+        };
+        analyser.write_all(&[ENQ]).await.expect("write");
+        assert_eq!(read_byte(&mut analyser).await, ACK);
+        let text = b"H|\\^&\rP|1\rO|1|S9\rR|1|^^^HIV|< 839|cp/mL\r";
+        for f in frames_for_message(text, 1, STANDARD_MAX_TEXT) {
+            analyser.write_all(&f.to_bytes()).await.expect("write");
+            assert_eq!(read_byte(&mut analyser).await, ACK);
+        }
+        shutdown.cancel();
+        tokio::task::yield_now().await;
+        assert!(!link.is_finished(), "stopped inside a transmission");
+        analyser.write_all(&[EOT]).await.expect("write");
+        let end = tokio::time::timeout(Duration::from_secs(5), link)
+            .await
+            .expect("the link stops after the EOT")
+            .expect("task");
+        assert_eq!(end.expect("drive"), DriveEnd::Done);
+        assert_eq!(*ingest.texts.lock().expect("lock"), vec![text.to_vec()]);
     }
 
     #[tokio::test]

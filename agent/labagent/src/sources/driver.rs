@@ -22,10 +22,11 @@ pub trait LinkHandler {
         false
     }
 
-    /// Resolves when the driver should stop (shutdown, reload). The driver looks at it only
-    /// while it waits for input, never between a message's commit and its ACK: a stop there
-    /// would leave a stored message unacknowledged, the analyser would send it again, and its
-    /// new translation would reach the EHR under new control ids, a duplicate nobody can spot.
+    /// Resolves when the driver should stop (shutdown, reload). The driver stops only between
+    /// messages ([`Link::is_between_messages`]), never between a message's commit and its ACK
+    /// (the analyser would send it again and its new translation would reach the EHR under new
+    /// control ids, a duplicate nobody can spot) nor inside a transmission whose frames are
+    /// already acknowledged; a message in progress gets [`super::STOP_GRACE`] to finish.
     fn stopping(&self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }
@@ -47,6 +48,8 @@ where
     H: LinkHandler,
 {
     let mut buf = vec![0u8; 4096];
+    // Set once a stop is asked for while a message is in progress: the latest moment to go.
+    let mut stop_by: Option<Instant> = None;
     loop {
         flush(io, link).await?;
         while let Some(event) = link.poll_event() {
@@ -68,9 +71,20 @@ where
         if handler.done(link) {
             return Ok(DriveEnd::Done);
         }
+        if let Some(by) = stop_by
+            && (link.is_between_messages() || Instant::now() >= by)
+        {
+            return Ok(DriveEnd::Done);
+        }
         let deadline = link.poll_timeout();
         tokio::select! {
-            () = handler.stopping() => return Ok(DriveEnd::Done),
+            () = handler.stopping(), if stop_by.is_none() => {
+                if link.is_between_messages() {
+                    return Ok(DriveEnd::Done);
+                }
+                stop_by = Some(Instant::now() + super::STOP_GRACE);
+            }
+            () = sleep_until(stop_by) => {}
             read = io.read(&mut buf) => {
                 let n = read?;
                 if n == 0 {

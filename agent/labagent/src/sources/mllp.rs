@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Limits and options of one MLLP listener.
 #[derive(Clone)]
@@ -65,10 +66,12 @@ pub async fn serve<I: Ingest>(
 ) {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
+    // Connections are tracked so a stop waits for the messages they are committing.
+    let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -93,7 +96,7 @@ pub async fn serve<I: Ingest>(
             acceptor.clone(),
             health.clone(),
         );
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             health.connected();
             let result = match acceptor {
@@ -123,6 +126,8 @@ pub async fn serve<I: Ingest>(
             }
         });
     }
+    drop(listener);
+    super::wait_for(&source, connections).await;
 }
 
 /// Serves one connection: decode, commit, acknowledge, in order.
@@ -316,7 +321,6 @@ fn reject_text(e: &IngestError) -> &'static str {
     match e {
         IngestError::Full => "store full, retry later",
         IngestError::Io(_) => "store unavailable, retry later",
-        IngestError::ShuttingDown => "shutting down, retry later",
     }
 }
 

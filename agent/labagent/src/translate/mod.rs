@@ -355,16 +355,15 @@ fn observation(
     } else {
         vec![Ei::from(instrument)]
     };
-    let sent_unit = r.component(5, 1).trim();
-    let sent = (!sent_unit.is_empty()).then(|| Coded::new(sent_unit, "", "L"));
-    // A unit from the code table wins (the analyser's R.5 may be an index, not a unit); what
-    // the analyser sent stays beside it as the alternate triplet.
-    let units = match entry.and_then(|e| e.unit.as_deref()) {
-        Some(unit) => Some(Cwe {
-            primary: Coded::new(unit, unit, "UCUM"),
-            alternate: sent,
-        }),
-        None => sent.map(|s| Cwe::from(Coded::new(&s.code, "", ""))),
+    let sent = r.component(5, 1).trim();
+    // The code table's unit for what the analyser sent (its R.5 may be an index, not a unit)
+    // goes first, with R.5 beside it as the alternate triplet; anything else is sent as is.
+    let units = match entry.and_then(|e| e.units.get(sent)) {
+        Some(ucum) => Some(Cwe::with_alternate(
+            Coded::new(ucum, ucum, "UCUM"),
+            Coded::new(sent, "", "L"),
+        )),
+        None => (!sent.is_empty()).then(|| Cwe::from(Coded::new(sent, "", ""))),
     };
     Observation {
         code,
@@ -518,7 +517,7 @@ mod tests {
                 code: "6690-2".into(),
                 text: "Leukocytes".into(),
                 system: "LN".into(),
-                unit: None,
+                units: std::collections::BTreeMap::new(),
             },
         );
         let orus = run(
@@ -548,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_unit_replaces_a_unit_index_which_stays_as_the_alternate() {
+    fn a_table_unit_replaces_the_unit_index_it_names_which_stays_as_the_alternate() {
         let mut mapping = Mapping::default_for("pentra");
         mapping.test_code = vec!["R.3.4".parse().expect("path")];
         mapping.tests.insert(
@@ -557,11 +556,11 @@ mod tests {
                 code: "718-7".into(),
                 text: "Hemoglobin".into(),
                 system: "LN".into(),
-                unit: Some("g/dL".into()),
+                units: std::collections::BTreeMap::from([("1".to_string(), "g/dL".to_string())]),
             },
         );
         let orus = run(
-            "H|\\^&\rP|1\rO|1|S1\rR|1|^^^HGB^717-9^1|14.0|1\rR|2|^^^PLT^777-3^1|234|1\rR|3|^^^X|1|\rL|1\r",
+            "H|\\^&\rP|1\rO|1|S1\rR|1|^^^HGB^717-9^1|14.0|1\rR|2|^^^PLT^777-3^1|234|1\rR|3|^^^X|1|\rR|4|^^^HGB^717-9^1|140|2\rL|1\r",
             &mapping,
         )
         .expect("translate");
@@ -576,6 +575,12 @@ mod tests {
             "not in the table: as sent"
         );
         assert!(obs[2].units.is_none(), "no R.5, no table unit: no OBX-6");
+        let other_set = obs[3].units.as_ref().expect("OBX-6");
+        assert_eq!(
+            (other_set.primary.clone(), other_set.alternate.clone()),
+            (Coded::new("2", "", ""), None),
+            "an index the table does not name is sent as received, never relabelled"
+        );
     }
 
     #[test]
