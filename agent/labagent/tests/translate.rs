@@ -15,6 +15,24 @@ fn corpus() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
 }
 
+/// `labagent translate --config CONFIG --source SOURCE` of a corpus capture at a fixed time;
+/// its standard output (it must succeed).
+fn translate(config: &Path, source: &str, capture: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["translate", "--config"])
+        .arg(config)
+        .args(["--source", source, "--at", "20261125120000+0000"])
+        .arg(corpus().join(capture))
+        .output()
+        .expect("translate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn translate_uses_the_sources_mapping() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -51,19 +69,7 @@ dir = "out"
 "#,
     )
     .expect("config");
-    let out = Command::new(BIN)
-        .args(["translate", "--config"])
-        .arg(&config)
-        .args(["--source", "xn", "--at", "20261125120000+0000"])
-        .arg(corpus().join("reconstructed/sysmex_xn550_1.wire.astm"))
-        .output()
-        .expect("translate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = translate(&config, "xn", "reconstructed/sysmex_xn550_1.wire.astm");
     let segments: Vec<&str> = text.split(['\r', '\n']).filter(|s| !s.is_empty()).collect();
     assert!(
         segments[0]
@@ -121,19 +127,7 @@ fn untranslatable_capture_exits_1_with_the_reason() {
 #[test]
 fn pentra_sample_sends_ucum_units_for_its_unit_index() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/horiba-pentra.toml");
-    let out = Command::new(BIN)
-        .args(["translate", "--config"])
-        .arg(&config)
-        .args(["--source", "pentra", "--at", "20261125120000+0000"])
-        .arg(corpus().join("horiba_pentraxlr_1.astm"))
-        .output()
-        .expect("translate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = translate(&config, "pentra", "horiba_pentraxlr_1.astm");
     let obx6 = |code: &str| -> Option<String> {
         text.split(['\r', '\n'])
             .filter(|s| s.starts_with("OBX|"))

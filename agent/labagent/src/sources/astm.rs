@@ -316,6 +316,35 @@ mod tests {
         b[0]
     }
 
+    /// A link served over an in-memory pipe: the analyser's end, the stop token, the task.
+    fn start_link<I: Ingest>(
+        ingest: &Arc<I>,
+    ) -> (
+        tokio::io::DuplexStream,
+        CancellationToken,
+        tokio::task::JoinHandle<std::io::Result<DriveEnd>>,
+    ) {
+        let (analyser, mut agent) = tokio::io::duplex(4096);
+        let shutdown = CancellationToken::new();
+        let health = SourceHealth::new("an", "astm-tcp", "test".into());
+        let link = {
+            let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let source: Arc<str> = Arc::from("an");
+                serve_link(
+                    &mut agent,
+                    &source,
+                    &LinkConfig::default(),
+                    &ingest,
+                    &health,
+                    &shutdown,
+                )
+                .await
+            })
+        };
+        (analyser, shutdown, link)
+    }
+
     /// Fault injection: commits at once and remembers what it was given.
     #[derive(Default)]
     struct Remember {
@@ -337,25 +366,8 @@ mod tests {
     /// before that: a stop in between waits for the EOT instead of losing the message.
     #[tokio::test]
     async fn a_stop_inside_a_transmission_waits_for_its_end() {
-        let (mut analyser, mut agent) = tokio::io::duplex(4096);
         let ingest = Arc::new(Remember::default());
-        let shutdown = CancellationToken::new();
-        let health = SourceHealth::new("an", "astm-tcp", "test".into());
-        let link = {
-            let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let source: Arc<str> = Arc::from("an");
-                serve_link(
-                    &mut agent,
-                    &source,
-                    &LinkConfig::default(),
-                    &ingest,
-                    &health,
-                    &shutdown,
-                )
-                .await
-            })
-        };
+        let (mut analyser, shutdown, link) = start_link(&ingest);
         analyser.write_all(&[ENQ]).await.expect("write");
         assert_eq!(read_byte(&mut analyser).await, ACK);
         let text = b"H|\\^&\rP|1\rO|1|S9\rR|1|^^^HIV|< 839|cp/mL\r";
@@ -377,28 +389,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_during_a_commit_still_acknowledges_the_message() {
-        let (mut analyser, mut agent) = tokio::io::duplex(4096);
         let ingest = Arc::new(SlowCommit {
             started: Notify::new(),
             release: Notify::new(),
         });
-        let shutdown = CancellationToken::new();
-        let health = SourceHealth::new("an", "astm-tcp", "test".into());
-        let link = {
-            let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let source: Arc<str> = Arc::from("an");
-                serve_link(
-                    &mut agent,
-                    &source,
-                    &LinkConfig::default(),
-                    &ingest,
-                    &health,
-                    &shutdown,
-                )
-                .await
-            })
-        };
+        let (mut analyser, shutdown, link) = start_link(&ingest);
         analyser.write_all(&[ENQ]).await.expect("write");
         assert_eq!(read_byte(&mut analyser).await, ACK);
         let frames = frames_for_message(b"H|\\^&\rL|1|N\r", 1, STANDARD_MAX_TEXT);
