@@ -623,49 +623,76 @@ impl Agent {
         self.pipeline
             .update_specs(source_specs(new), sink_specs(new));
         let mut components = self.components.lock().await;
-        for component in components.iter_mut() {
-            let replacement = match &component.part {
-                Part::Source(s) => new
-                    .source(s.name.as_str())
-                    .filter(|n| *n != s.as_ref())
-                    .map(|n| Part::Source(Box::new(n.clone()))),
-                Part::Sink(s) => new
-                    .sink(s.name.as_str())
-                    .filter(|n| *n != s.as_ref())
-                    .map(|n| Part::Sink(Box::new(n.clone()))),
-            };
-            let Some(part) = replacement else { continue };
-            // Stop the old one first: a listener must release its address before it is bound
-            // again.
-            component.token.cancel();
-            let grace = crate::sources::CONNECTIONS_GRACE + Duration::from_secs(1);
-            if tokio::time::timeout(grace, &mut component.handle)
+        let replacements: Vec<(usize, Part)> = components
+            .iter()
+            .enumerate()
+            .filter_map(|(i, component)| {
+                let part = match &component.part {
+                    Part::Source(s) => new
+                        .source(s.name.as_str())
+                        .filter(|n| *n != s.as_ref())
+                        .map(|n| Part::Source(Box::new(n.clone()))),
+                    Part::Sink(s) => new
+                        .sink(s.name.as_str())
+                        .filter(|n| *n != s.as_ref())
+                        .map(|n| Part::Sink(Box::new(n.clone()))),
+                }?;
+                Some((i, part))
+            })
+            .collect();
+        // Stop every changed component first, together (a listener must release its address
+        // before it is bound again), and wait for them under one deadline.
+        for (i, _) in &replacements {
+            components[*i].token.cancel();
+        }
+        let deadline = tokio::time::Instant::now()
+            + crate::sources::CONNECTIONS_GRACE
+            + Duration::from_secs(1);
+        for (i, part) in &replacements {
+            let handle = &mut components[*i].handle;
+            if tokio::time::timeout_at(deadline, &mut *handle)
                 .await
                 .is_err()
             {
                 // It must not keep a serial port or an address the replacement needs.
                 tracing::warn!(component = %part.name(), "did not stop in time; aborted");
-                component.handle.abort();
-                let _ = (&mut component.handle).await;
+                handle.abort();
+                let _ = handle.await;
             }
+        }
+        // Start the replacements; one that cannot start does not keep the others down.
+        let mut failed = None;
+        for (i, part) in replacements {
             let token = self.shutdown.child_token();
             let handle = match &part {
-                Part::Source(s) => {
-                    let (handle, addr) = spawn_source(s, &self.ctx, token.clone()).await?;
-                    if let Some(addr) = addr {
-                        self.listeners.retain(|(n, _)| n != s.name.as_str());
-                        self.listeners.push((s.name.as_str().to_string(), addr));
+                Part::Source(s) => match spawn_source(s, &self.ctx, token.clone()).await {
+                    Ok((handle, addr)) => {
+                        if let Some(addr) = addr {
+                            self.listeners.retain(|(n, _)| n != s.name.as_str());
+                            self.listeners.push((s.name.as_str().to_string(), addr));
+                        }
+                        Ok(handle)
                     }
-                    handle
+                    Err(e) => Err(e),
+                },
+                Part::Sink(s) => spawn_sink(s, &self.ctx, token.clone()),
+            };
+            match handle {
+                Ok(handle) => {
+                    report.restarted.push(part.name().to_string());
+                    components[i] = Component {
+                        part,
+                        token,
+                        handle,
+                    };
                 }
-                Part::Sink(s) => spawn_sink(s, &self.ctx, token.clone())?,
-            };
-            report.restarted.push(part.name().to_string());
-            *component = Component {
-                part,
-                token,
-                handle,
-            };
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         drop(components);
         self.running = new.clone();

@@ -186,7 +186,7 @@ where
                         .push(format!("message {id}: the receiver closed the connection"));
                     return Ok(report);
                 }
-                (DriveEnd::Done, None) => {}
+                (DriveEnd::Done | DriveEnd::Abandoned, None) => {}
             }
             if interval_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(interval_ms)).await;

@@ -1418,7 +1418,7 @@ impl Ctx {
                     .into_iter()
                     .flatten()
                 {
-                    let at = format!("{key}.units.{sent}");
+                    let at = render_path(&key, &[Seg::Key("units".into()), Seg::Key(sent.clone())]);
                     let problem = if sent.trim().is_empty() {
                         Some("empty: name what the analyser sends in R.5".to_string())
                     } else if let Some(c) = ucum
@@ -1441,7 +1441,18 @@ impl Ctx {
                             tests = None;
                         }
                         None => {
-                            units.insert(sent.trim().to_string(), ucum.get_ref().clone());
+                            if units
+                                .insert(sent.trim().to_string(), ucum.get_ref().clone())
+                                .is_some()
+                            {
+                                self.err(
+                                    &ucum.span(),
+                                    at,
+                                    K::InvalidValue,
+                                    "listed twice (keys are compared without surrounding spaces)",
+                                );
+                                tests = None;
+                            }
                         }
                     }
                 }

@@ -942,7 +942,7 @@ password_file = "{}"
             )
         };
         let c = from_str(
-            &with("{ \"1\" = \"10*3/uL\", \"10^3/uL\" = \"10*3/uL\" }"),
+            &with("{ \"1\" = \"10*3/uL\", \"K/uL\" = \"10*3/uL\" }"),
             "x.toml",
             Path::new(""),
         )
@@ -953,7 +953,7 @@ password_file = "{}"
             Some("10*3/uL")
         );
         assert_eq!(
-            tests["WBC"].units.get("10^3/uL").map(String::as_str),
+            tests["WBC"].units.get("K/uL").map(String::as_str),
             Some("10*3/uL")
         );
         assert!(tests["HGB"].units.is_empty());
@@ -964,14 +964,16 @@ password_file = "{}"
             ("{ \"1\" = \"\u{b5}mol/L\" }", "'\u{b5}' in"),
             (
                 "{ \" \" = \"g/dL\" }",
-                "empty: name what the analyser sends",
+                "units.\" \": empty: name what the analyser sends",
             ),
+            ("{ \"1\" = \"g/dL\", \" 1\" = \"g/L\" }", "listed twice"),
         ] {
             let e = from_str(&with(bad), "x.toml", Path::new(""))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("x.toml:"), "{e}");
             assert!(e.contains("mapping.m.tests.WBC.units."), "{e}");
+            assert_eq!(e.lines().count(), 1, "one error: {e}");
             assert!(e.contains(why), "{bad}: {e}");
         }
     }

@@ -473,7 +473,8 @@ pub struct TestCode {
     /// `system` (OBX-3.3); default `LN` (LOINC).
     pub system: String,
     /// `units`: what the analyser sends in R.5 -> the UCUM unit for OBX-6.1, for analysers
-    /// whose R.5 is not a UCUM unit (the Pentra sends a unit-set index, `1`; others `10^3/uL`).
+    /// whose R.5 is not a UCUM unit (the Pentra sends a unit-set index, `1`; others `K/uL`).
+    /// R.5's first component is matched, so a key cannot hold the analyser's `^`.
     /// A match puts the UCUM unit first and keeps R.5 as OBX-6's alternate triplet; an R.5 the
     /// table does not name is sent as received, so a changed unit set on the analyser is never
     /// relabelled. Default: empty.

@@ -163,10 +163,13 @@ impl Committer {
             let started = Instant::now();
             let new: Vec<NewRecord<'_>> = records.iter().map(OwnedRecord::as_new).collect();
             let result = shared.store.append_batch(&new);
-            if result.is_ok() {
-                // Refusals (store full) are quick and say nothing about the disk.
-                let took = started.elapsed();
+            let took = started.elapsed();
+            if !is_full(&result) {
+                // A full store refuses at once, which says nothing about the disk; an I/O
+                // error after a slow sync does.
                 shared.record_commit(took);
+            }
+            if result.is_ok() {
                 shared.latency.observe(took);
                 shared.committed.notify_waiters();
             }
@@ -201,6 +204,11 @@ impl Drop for Committer {
     }
 }
 
+/// A refusal for want of room (back-pressure), not a disk failure.
+fn is_full<T>(result: &Result<T, labagent_store::Error>) -> bool {
+    matches!(result, Err(labagent_store::Error::Full { .. }))
+}
+
 /// Whether this thread may block for a commit: a worker of a multi-thread runtime with another
 /// worker to run the rest meanwhile (or no runtime at all).
 fn may_block_here() -> bool {
@@ -221,7 +229,7 @@ fn serve(shared: &Shared, rx: &mpsc::Receiver<Job>) {
         let units: Vec<&[NewRecord<'_>]> = records.iter().map(Vec::as_slice).collect();
         let started = Instant::now();
         let results = shared.store.append_units(&units);
-        if results.iter().any(Result::is_ok) {
+        if !results.iter().all(is_full) {
             shared.record_commit(started.elapsed());
         }
         shared.groups.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +383,14 @@ mod tests {
                 "a commit that stored nothing woke the sinks"
             );
         });
+        committer.shared.record_commit(Duration::from_micros(1));
+        let refused = rt.block_on(committer.commit(vec![record("Y".into(), &[b'x'; 500])]));
+        assert_eq!(refused, Err(IngestError::Full));
+        assert_eq!(
+            committer.shared.last_us.load(Ordering::Relaxed),
+            1,
+            "a full store's quick refusal is not a disk timing"
+        );
         let stored = store.status().expect("status").sinks[0].pending;
         assert_eq!(
             latency.snapshot().count,

@@ -14,7 +14,7 @@ use crate::health::SinkHealth;
 use crate::pipeline::{Pipeline, unix_ms};
 use crate::retry::{Backoff, jitter_seed};
 use labagent_store::{Entry, Kind, RecordId, Settlement};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -85,7 +85,7 @@ pub async fn run_sink<D: Deliver>(
         health: health.clone(),
         pending: Vec::new(),
         unsettled: HashSet::new(),
-        delivered: HashSet::new(),
+        decided: HashMap::new(),
         oldest: None,
     };
     // When the last read found fewer than a batch (the sink was caught up).
@@ -167,10 +167,10 @@ pub async fn run_sink<D: Deliver>(
         };
         for entry in batch {
             let skip = !sources.contains(&entry.source);
-            let outcome = if ledger.delivered.remove(&entry.id) {
-                // Acknowledged downstream before a failed ledger write: record it, do not
-                // send it again.
-                Some(Settle::Again)
+            let outcome = if let Some(known) = ledger.decided.remove(&entry.id) {
+                // Decided before a failed ledger write (acknowledged or refused downstream):
+                // record that outcome, do not send it again.
+                Some(known)
             } else if skip {
                 Some(Settle::Skip)
             } else if entry.kind == Kind::RawAstm {
@@ -220,11 +220,12 @@ struct Ledger {
     pending: Vec<(Entry, Settle)>,
     /// The ids in `pending`, left out when the store is read for more.
     unsettled: HashSet<RecordId>,
-    /// Entries the destination acknowledged whose outcome a failed write did not record: when
-    /// the store hands them out again they are recorded without being sent twice. (An
-    /// operator's retry of a parked entry ahead of the cursor makes the next write fail, as
-    /// the entries after it can no longer be acknowledged before it.)
-    delivered: HashSet<RecordId>,
+    /// Outcomes (acknowledged, passed over, refused) that a failed write did not record: when
+    /// the store hands those entries out again their outcome is recorded as it was, and
+    /// nothing is sent twice or out of order. (An operator's retry of a parked entry ahead of
+    /// the cursor makes the next write fail, as the entries after it can no longer be
+    /// acknowledged before it.)
+    decided: HashMap<RecordId, Settle>,
     /// When the oldest of `pending` was delivered.
     oldest: Option<Instant>,
 }
@@ -256,7 +257,7 @@ impl Ledger {
             let items: Vec<Settlement<'_>> = pending
                 .iter()
                 .filter_map(|(e, s)| match s {
-                    Settle::Ack | Settle::Skip | Settle::Again => Some(Settlement::Ack(e.id)),
+                    Settle::Ack | Settle::Skip => Some(Settlement::Ack(e.id)),
                     Settle::Park(reason) => Some(Settlement::Park {
                         id: e.id,
                         reason,
@@ -278,27 +279,25 @@ impl Ledger {
             }
         };
         if let Err(e) = written {
-            // Nothing of the batch was recorded. What the destination acknowledged is kept, so
-            // that reading again from the cursor records it instead of sending it again.
-            self.delivered.extend(
+            // Nothing of the batch was recorded. The outcomes are kept, so that reading again
+            // from the cursor records them instead of sending the entries again.
+            let count = pending.len();
+            self.decided.extend(
                 pending
-                    .iter()
-                    .filter(|(_, s)| matches!(s, Settle::Ack | Settle::Skip | Settle::Again))
-                    .map(|(e, _)| e.id),
+                    .into_iter()
+                    .filter(|(_, s)| !matches!(s, Settle::Restart))
+                    .map(|(e, s)| (e.id, s)),
             );
-            if self.delivered.len() > 4 * FLUSH_MAX {
+            if self.decided.len() > 4 * FLUSH_MAX {
                 // Bounded: past this, some are sent again (at least once, same control ids).
-                self.delivered.clear();
+                self.decided.clear();
             }
-            tracing::error!(sink = %self.name, error = %e, count = pending.len(), "cannot record deliveries; reading again from the cursor");
+            tracing::error!(sink = %self.name, error = %e, count, "cannot record deliveries; reading again from the cursor");
             return false;
         }
         for (entry, settle) in &pending {
             match settle {
                 Settle::Restart => {}
-                Settle::Again => {
-                    tracing::debug!(sink = %self.name, record = %entry.id, "delivered earlier; recorded now");
-                }
                 Settle::Skip => {
                     tracing::debug!(sink = %self.name, record = %entry.id, source = %entry.source, "not for this sink");
                 }
@@ -398,8 +397,6 @@ enum Settle {
     Ack,
     /// Not for this sink (another source): passed over.
     Skip,
-    /// Acknowledged downstream earlier, recorded only now (see [`Ledger::delivered`]).
-    Again,
     /// Refused for good: parked with the reason.
     Park(String),
 }
@@ -426,11 +423,12 @@ mod tests {
     use std::sync::Mutex;
     use tokio::sync::Notify;
 
-    /// A destination that acknowledges everything, recording what it was sent; it holds the
-    /// entry with control id `hold` until `release`.
+    /// A destination that records what it was sent and acknowledges it, except `refuse`
+    /// (refused for good, as an AE); it holds the entry with control id `hold` until `release`.
     struct Recorder {
         seen: Arc<Mutex<Vec<RecordId>>>,
         hold: Option<String>,
+        refuse: &'static str,
         reached: Arc<Notify>,
         release: Arc<Notify>,
     }
@@ -443,6 +441,9 @@ mod tests {
                 self.release.notified().await;
             }
             self.seen.lock().expect("lock").push(entry.id);
+            if entry.control_id == self.refuse {
+                return Err(DeliveryError::Permanent("AE".into()));
+            }
             Ok(())
         }
     }
@@ -458,10 +459,10 @@ mod tests {
         }
     }
 
-    /// An operator retries an entry parked at ingest while the sink holds deliveries past it
-    /// that are not yet recorded: the next ledger write fails (they can no longer be
-    /// acknowledged before it), and reading again from the cursor records them instead of
-    /// sending them a second time.
+    /// An operator retries an entry parked at ingest while the sink holds outcomes past it
+    /// that are not yet recorded (deliveries, and a refusal): the next ledger write fails
+    /// (they can no longer be acknowledged before it), and reading again from the cursor
+    /// records those outcomes instead of sending the entries a second time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_retry_behind_unrecorded_deliveries_sends_nothing_twice() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -493,7 +494,7 @@ mod tests {
             )
             .expect("pipeline"),
         );
-        for m in [Ok("A"), Err("unparseable"), Ok("C"), Ok("D")] {
+        for m in [Ok("A"), Err("unparseable"), Ok("C"), Ok("D"), Ok("E")] {
             let outcome = pipeline.ingest(hl7(m)).await.expect("ingest");
             assert_eq!(matches!(outcome, Outcome::Parked { .. }), m.is_err());
         }
@@ -505,7 +506,8 @@ mod tests {
         );
         let recorder = Recorder {
             seen: seen.clone(),
-            hold: Some("D".into()),
+            hold: Some("E".into()),
+            refuse: "C",
             reached: reached.clone(),
             release: release.clone(),
         };
@@ -520,8 +522,8 @@ mod tests {
             token.clone(),
         ));
         reached.notified().await;
-        // A and C are delivered, D is being delivered: none is recorded yet.
-        assert_eq!(store.status().expect("status").sinks[0].pending, 3);
+        // A and D are delivered, C refused, E is being delivered (recorded or not: a slow
+        // machine may have written the ledger by now; the outcome below is the same).
         store.retry("ehr", parked).expect("retry");
         release.notify_one();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -533,6 +535,11 @@ mod tests {
         task.await.expect("sink");
         let seen = seen.lock().expect("lock").clone();
         let ids: Vec<u64> = seen.iter().map(|id| id.get()).collect();
-        assert_eq!(ids, [1, 3, 4, 2], "each entry sent exactly once");
+        assert_eq!(ids, [1, 3, 4, 5, 2], "each entry sent exactly once");
+        let status = store.status().expect("status");
+        assert_eq!(
+            status.sinks[0].parked, 1,
+            "the refusal was recorded: {status:?}"
+        );
     }
 }

@@ -115,8 +115,22 @@ where
         shutdown: shutdown.clone(),
     };
     health.connected();
-    // The driver stops at `shutdown` only between messages (see `LinkHandler::stopping`).
-    let end = driver::drive(io, &mut link, &mut handler).await;
+    // The driver stops at `shutdown` only between messages (see `LinkHandler::stopping`); past
+    // its grace and a second more (a write held by flow control, a commit that never ends) the
+    // link is dropped where it is.
+    let hard_stop = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(STOP_GRACE + std::time::Duration::from_secs(1)).await;
+    };
+    let end = tokio::select! {
+        end = driver::drive(io, &mut link, &mut handler) => end,
+        () = hard_stop => Ok(DriveEnd::Abandoned),
+    };
+    if let Ok(DriveEnd::Abandoned) = end {
+        let reason = "stopped with a message in progress: the analyser may have to send it again";
+        health.error(reason);
+        tracing::error!(source = %source, "{reason}");
+    }
     health.disconnected();
     end
 }

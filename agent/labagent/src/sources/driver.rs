@@ -37,6 +37,10 @@ pub trait LinkHandler {
 pub enum DriveEnd {
     /// The handler said it is done, or asked the driver to stop.
     Done,
+    /// Asked to stop, the driver waited [`super::STOP_GRACE`] for a message in progress and
+    /// gave up on it: frames it already acknowledged are lost unless the analyser sends the
+    /// message again.
+    Abandoned,
     /// The peer closed the stream (a pty hang-up reads as end of file too).
     Eof,
 }
@@ -71,10 +75,13 @@ where
         if handler.done(link) {
             return Ok(DriveEnd::Done);
         }
-        if let Some(by) = stop_by
-            && (link.is_between_messages() || Instant::now() >= by)
-        {
-            return Ok(DriveEnd::Done);
+        if let Some(by) = stop_by {
+            if link.is_between_messages() {
+                return Ok(DriveEnd::Done);
+            }
+            if Instant::now() >= by {
+                return Ok(DriveEnd::Abandoned);
+            }
         }
         let deadline = link.poll_timeout();
         tokio::select! {

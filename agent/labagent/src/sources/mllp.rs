@@ -101,15 +101,20 @@ pub async fn serve<I: Ingest>(
             health.connected();
             let result = match acceptor {
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(options.idle_timeout, acceptor.accept(stream)).await;
+                    let limit = options.idle_timeout.min(super::HANDSHAKE_TIMEOUT);
+                    let handshake = tokio::select! {
+                        h = tokio::time::timeout(limit, acceptor.accept(stream)) => Some(h),
+                        // Nothing was received yet: a stop need not wait for the handshake.
+                        () = shutdown.cancelled() => None,
+                    };
                     match handshake {
-                        Ok(Ok(tls)) => {
+                        Some(Ok(Ok(tls))) => {
                             connection(tls, peer, &source, &options, &ingest, &health, &shutdown)
                                 .await
                         }
-                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                        Err(_) => Err("TLS handshake timed out".into()),
+                        Some(Ok(Err(e))) => Err(format!("TLS handshake failed: {e}")),
+                        Some(Err(_)) => Err(format!("TLS handshake not done within {limit:?}")),
+                        None => Err("stopping during the TLS handshake".into()),
                     }
                 }
                 None => {

@@ -12,9 +12,13 @@ pub mod serial;
 /// the agent's 10 s stop deadline.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How long a listening source waits for its connections after a stop: their own grace and a
-/// little more.
-pub const CONNECTIONS_GRACE: Duration = Duration::from_secs(6);
+/// How long a listening source waits for its connections after a stop: their own grace, the
+/// second after it at which a link is dropped where it is, and a little more.
+pub const CONNECTIONS_GRACE: Duration = Duration::from_secs(7);
+
+/// Longest TLS handshake a listening source waits for (or its idle timeout, if shorter): a
+/// client that stalls there holds a connection slot and has sent nothing yet.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// After a listening source stopped accepting: waits for its connections (which stop between
 /// messages) at most [`CONNECTIONS_GRACE`].
