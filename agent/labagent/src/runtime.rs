@@ -590,7 +590,8 @@ impl Agent {
     /// started again with the new settings; everything else keeps running untouched. Changes
     /// to `[agent]`, `[store]` and `[http]`, and added or removed sources or sinks, need a
     /// restart (the store's cursors and the listeners are set up once) and are reported, not
-    /// applied. On an error the old component is kept running where possible.
+    /// applied. A component whose new settings cannot start (an address in use, say) is
+    /// started again with its old ones, and the first such error is returned.
     pub async fn reload(&mut self, new: &Config) -> Result<ReloadReport, StartError> {
         let mut report = ReloadReport::default();
         let old = &self.running;
@@ -660,24 +661,12 @@ impl Agent {
                 let _ = handle.await;
             }
         }
-        // Start the replacements; one that cannot start does not keep the others down.
+        // Start the replacements. One that cannot start gets its old settings back (they ran
+        // a moment ago), and does not keep the others down.
         let mut failed = None;
         for (i, part) in replacements {
             let token = self.shutdown.child_token();
-            let handle = match &part {
-                Part::Source(s) => match spawn_source(s, &self.ctx, token.clone()).await {
-                    Ok((handle, addr)) => {
-                        if let Some(addr) = addr {
-                            self.listeners.retain(|(n, _)| n != s.name.as_str());
-                            self.listeners.push((s.name.as_str().to_string(), addr));
-                        }
-                        Ok(handle)
-                    }
-                    Err(e) => Err(e),
-                },
-                Part::Sink(s) => spawn_sink(s, &self.ctx, token.clone()),
-            };
-            match handle {
+            match start_part(&part, &self.ctx, token.clone(), &mut self.listeners).await {
                 Ok(handle) => {
                     report.restarted.push(part.name().to_string());
                     components[i] = Component {
@@ -687,6 +676,25 @@ impl Agent {
                     };
                 }
                 Err(e) => {
+                    tracing::error!(component = %part.name(), error = %e, "cannot start the new settings; restarting the old ones");
+                    let token = self.shutdown.child_token();
+                    let old = &components[i].part;
+                    components[i].handle = match start_part(
+                        old,
+                        &self.ctx,
+                        token.clone(),
+                        &mut self.listeners,
+                    )
+                    .await
+                    {
+                        Ok(handle) => handle,
+                        Err(e) => {
+                            tracing::error!(component = %old.name(), error = %e, "cannot restart the old settings either; it stays stopped");
+                            // Finished at once: the watchdog sees a dead component.
+                            tokio::spawn(async {})
+                        }
+                    };
+                    components[i].token = token;
                     failed.get_or_insert(e);
                 }
             }
@@ -697,6 +705,26 @@ impl Agent {
         drop(components);
         self.running = new.clone();
         Ok(report)
+    }
+}
+
+/// Starts a source or sink; a listening source's bound address goes into `listeners`.
+async fn start_part(
+    part: &Part,
+    ctx: &SpawnCtx,
+    token: CancellationToken,
+    listeners: &mut Vec<(String, SocketAddr)>,
+) -> Result<JoinHandle<()>, StartError> {
+    match part {
+        Part::Source(s) => {
+            let (handle, addr) = spawn_source(s, ctx, token).await?;
+            if let Some(addr) = addr {
+                listeners.retain(|(n, _)| n != s.name.as_str());
+                listeners.push((s.name.as_str().to_string(), addr));
+            }
+            Ok(handle)
+        }
+        Part::Sink(s) => spawn_sink(s, ctx, token),
     }
 }
 
@@ -744,6 +772,9 @@ fn sink_endpoint(s: &config::SinkConfig) -> String {
 /// re-reads `path` (when the configuration came from a file) and applies what changed; an
 /// invalid new configuration is refused with every error logged, and the old one keeps running.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), StartError> {
+    // Before READY: a SIGHUP or SIGTERM that arrives before its handler is installed gets the
+    // default action, which kills the process (a reload right after start did).
+    let mut signals = Signals::new();
     let shutdown = CancellationToken::new();
     let mut agent = start(&config, shutdown.clone()).await?;
     let summary = format!(
@@ -759,7 +790,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), StartError
         agent.tasks_alive(),
         shutdown.clone(),
     ));
-    let mut signals = Signals::new();
     while let Signal::Reload = signals.next().await {
         reload(&mut agent, path.as_deref()).await;
     }

@@ -235,3 +235,47 @@ fn parked_message_is_delivered_after_the_mapping_is_fixed() {
     let (_, list) = queue(&["list", "--parked"]);
     assert!(list.trim().is_empty(), "{list}");
 }
+
+/// A reload whose new settings cannot start (the new port is taken) starts the old settings
+/// again, so the source keeps serving; a later stop is clean (the replaced component's handle is
+/// not awaited twice).
+#[test]
+fn a_source_that_cannot_start_keeps_its_old_settings_and_the_agent_still_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("labagent.toml");
+    let (http, port1) = (free_port(), free_port());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port2 = taken.local_addr().expect("addr").port();
+    std::fs::write(&path, config(http, port1, "APP1", "out1")).expect("write");
+    let mut agent = Agent::start(&path);
+    std::fs::write(&path, config(http, port2, "APP1", "out1")).expect("write");
+    agent.hup();
+    let lines = agent.wait_for("reload failed part-way");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot start the new settings")),
+        "{lines:#?}"
+    );
+    assert!(simulate(port1), "the old settings serve again");
+    assert!(wait_file(&dir.path().join("out1")).starts_with("MSH|^~\\&|APP1|"));
+    // A second reload of the same failing change, then a stop: both must be clean.
+    agent.hup();
+    agent.wait_for("reload failed part-way");
+    assert!(simulate(port1));
+    let ok = Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "stopped with {status:?}");
+    drop(taken);
+}

@@ -1421,6 +1421,10 @@ impl Ctx {
                     let at = render_path(&key, &[Seg::Key("units".into()), Seg::Key(sent.clone())]);
                     let problem = if sent.trim().is_empty() {
                         Some("empty: name what the analyser sends in R.5".to_string())
+                    } else if sent.chars().any(|c| "|^&~\\".contains(c)) {
+                        Some(format!(
+                            "{sent:?}: R.5's first component is matched, so a key never holds an ASTM or HL7 delimiter"
+                        ))
                     } else if let Some(c) = ucum
                         .get_ref()
                         .chars()

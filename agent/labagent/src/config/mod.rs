@@ -967,6 +967,10 @@ password_file = "{}"
                 "units.\" \": empty: name what the analyser sends",
             ),
             ("{ \"1\" = \"g/dL\", \" 1\" = \"g/L\" }", "listed twice"),
+            (
+                "{ \"10^3/uL\" = \"10*3/uL\" }",
+                "never holds an ASTM or HL7 delimiter",
+            ),
         ] {
             let e = from_str(&with(bad), "x.toml", Path::new(""))
                 .unwrap_err()

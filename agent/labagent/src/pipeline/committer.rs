@@ -164,9 +164,9 @@ impl Committer {
             let new: Vec<NewRecord<'_>> = records.iter().map(OwnedRecord::as_new).collect();
             let result = shared.store.append_batch(&new);
             let took = started.elapsed();
-            if !is_full(&result) {
-                // A full store refuses at once, which says nothing about the disk; an I/O
-                // error after a slow sync does.
+            if touched_disk(&result) {
+                // A refusal (store full, record too large) comes at once and says nothing
+                // about the disk; an I/O error after a slow sync does.
                 shared.record_commit(took);
             }
             if result.is_ok() {
@@ -204,9 +204,10 @@ impl Drop for Committer {
     }
 }
 
-/// A refusal for want of room (back-pressure), not a disk failure.
-fn is_full<T>(result: &Result<T, labagent_store::Error>) -> bool {
-    matches!(result, Err(labagent_store::Error::Full { .. }))
+/// Whether a commit's outcome came from the disk (written, or an I/O error), not from a
+/// refusal before any write (store full, record too large).
+fn touched_disk<T>(result: &Result<T, labagent_store::Error>) -> bool {
+    matches!(result, Ok(_) | Err(labagent_store::Error::Io { .. }))
 }
 
 /// Whether this thread may block for a commit: a worker of a multi-thread runtime with another
@@ -229,7 +230,7 @@ fn serve(shared: &Shared, rx: &mpsc::Receiver<Job>) {
         let units: Vec<&[NewRecord<'_>]> = records.iter().map(Vec::as_slice).collect();
         let started = Instant::now();
         let results = shared.store.append_units(&units);
-        if !results.iter().all(is_full) {
+        if results.iter().any(touched_disk) {
             shared.record_commit(started.elapsed());
         }
         shared.groups.fetch_add(1, Ordering::Relaxed);

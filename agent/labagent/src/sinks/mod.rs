@@ -165,11 +165,26 @@ pub async fn run_sink<D: Deliver>(
                 return;
             }
         };
+        // Whether outcomes replayed from `decided` wait in the ledger unwritten.
+        let mut replayed = false;
         for entry in batch {
             let skip = !sources.contains(&entry.source);
-            let outcome = if let Some(known) = ledger.decided.remove(&entry.id) {
+            let known = ledger.decided.remove(&entry.id);
+            if known.is_none() && replayed {
+                // Write the replayed outcomes before sending anything new: while the ledger
+                // cannot be written, nothing more is delivered (and `decided` cannot grow).
+                if !ledger.flush().await {
+                    if sleep_or_stop(&mut backoff, &shutdown).await {
+                        return;
+                    }
+                    break;
+                }
+                replayed = false;
+            }
+            let outcome = if let Some(known) = known {
                 // Decided before a failed ledger write (acknowledged or refused downstream):
                 // record that outcome, do not send it again.
+                replayed = true;
                 Some(known)
             } else if skip {
                 Some(Settle::Skip)

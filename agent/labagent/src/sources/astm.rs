@@ -127,7 +127,7 @@ where
         () = hard_stop => Ok(DriveEnd::Abandoned),
     };
     if let Ok(DriveEnd::Abandoned) = end {
-        let reason = "stopped with a message in progress: the analyser may have to send it again";
+        let reason = "stopped with a message in progress: it may be lost, or stored twice if the analyser sends it again";
         health.error(reason);
         tracing::error!(source = %source, "{reason}");
     }
