@@ -310,10 +310,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
     let mut components = Vec::new();
     // Sinks first: they only read the store.
     for sink in &config.sinks {
-        let token = shutdown.child_token();
-        let handle = spawn_sink(sink, &ctx, token.clone())?;
+        let (part, token) = (Part::Sink(Box::new(sink.clone())), shutdown.child_token());
+        let handle = start_part(&part, &ctx, token.clone(), &mut listeners).await?;
         components.push(Component {
-            part: Part::Sink(Box::new(sink.clone())),
+            part,
             token,
             handle,
         });
@@ -339,13 +339,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Agent
         )));
     }
     for source in &config.sources {
-        let token = shutdown.child_token();
-        let (handle, addr) = spawn_source(source, &ctx, token.clone()).await?;
-        if let Some(addr) = addr {
-            listeners.push((source.name.as_str().to_string(), addr));
-        }
+        let (part, token) = (
+            Part::Source(Box::new(source.clone())),
+            shutdown.child_token(),
+        );
+        let handle = start_part(&part, &ctx, token.clone(), &mut listeners).await?;
         components.push(Component {
-            part: Part::Source(Box::new(source.clone())),
+            part,
             token,
             handle,
         });

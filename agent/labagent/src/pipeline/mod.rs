@@ -1,9 +1,9 @@
 //! The ingest path: translate, assign MSH-10, append and fsync in the store, then tell the sinks.
 //!
-//! Records are made durable by the [`committer`] thread, which group-commits whatever the
-//! sources hand it while it syncs. ASTM translation (CPU work, and the control-id sequence
-//! writes a file now and then) and parking run as blocking code ([`crate::blocking::run`]);
-//! an HL7 message needs neither and goes straight to the committer. A message that cannot be parsed or
+//! Records are made durable through the [`committer`], which group-commits whatever the sources
+//! hand it while it syncs. ASTM translation (CPU work, and the control-id sequence writes a file
+//! now and then) and parking run as blocking code ([`crate::blocking::run`]); an HL7 message
+//! needs neither and goes straight to the committer. A message that cannot be parsed or
 //! translated is stored raw and parked for every sink that takes its source, with the reason, so
 //! nothing is silently dropped and an operator can see it in `labagent queue`.
 
@@ -121,6 +121,19 @@ impl Pipeline {
         }
     }
 
+    /// How `source`'s ASTM is translated (the default mapping for a source no longer
+    /// configured).
+    fn spec(&self, source: &str) -> SourceSpec {
+        self.sources
+            .read()
+            .ok()
+            .and_then(|s| s.get(source).cloned())
+            .unwrap_or_else(|| SourceSpec {
+                mapping: Mapping::default_for(source),
+                charset: Charset::Latin1,
+            })
+    }
+
     /// Names of the sinks that deliver messages of `source`.
     fn sinks_for(&self, source: &str) -> Vec<String> {
         self.sinks
@@ -153,15 +166,7 @@ impl Pipeline {
         &self,
         entry: &labagent_store::Entry,
     ) -> Result<Vec<(String, String)>, String> {
-        let spec = self
-            .sources
-            .read()
-            .ok()
-            .and_then(|s| s.get(&entry.source).cloned())
-            .unwrap_or_else(|| SourceSpec {
-                mapping: Mapping::default_for(&entry.source),
-                charset: Charset::Latin1,
-            });
+        let spec = self.spec(&entry.source);
         let message = parse_message(&entry.payload, spec.charset).map_err(|e| e.to_string())?;
         let now = jiff::Zoned::now().with_time_zone(self.tz.clone());
         let ctx = Context {
@@ -197,15 +202,7 @@ impl Pipeline {
             kind: Kind::RawAstm,
             reason,
         };
-        let spec = self
-            .sources
-            .read()
-            .ok()
-            .and_then(|s| s.get(&**source).cloned())
-            .unwrap_or_else(|| SourceSpec {
-                mapping: Mapping::default_for(source),
-                charset: Charset::Latin1,
-            });
+        let spec = self.spec(source);
         let message = match parse_message(&text, spec.charset) {
             Ok(m) => m,
             Err(e) => return Ok(park(text, e.to_string())),

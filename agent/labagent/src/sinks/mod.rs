@@ -103,11 +103,11 @@ pub async fn run_sink<D: Deliver>(
                 pipeline
                     .store()
                     .peek_except(&name, FRESH_BATCH, &ledger.unsettled)
-                    .map(|b| (b, FRESH_BATCH))
             })
         } else {
             None
         };
+        let asked = if inline.is_some() { FRESH_BATCH } else { BATCH };
         let batch = match inline {
             Some(r) => Ok(r),
             None => {
@@ -121,13 +121,12 @@ pub async fn run_sink<D: Deliver>(
                 .await
                 .map(|(r, except)| {
                     ledger.unsettled = except;
-                    r.map(|b| (b, BATCH))
+                    r
                 })
             }
         };
         // Fewer than asked for: the sink has caught up.
-        caught_up = matches!(&batch, Ok(Ok((b, asked))) if b.len() < *asked).then(Instant::now);
-        let batch = batch.map(|r| r.map(|(b, _)| b));
+        caught_up = matches!(&batch, Ok(Ok(b)) if b.len() < asked).then(Instant::now);
         let batch = match batch {
             Ok(Ok(b)) if b.is_empty() => {
                 if ledger.pending.is_empty() {
